@@ -21,6 +21,15 @@ func HashFunc(name string) (func() hash.Hash, error) {
 	return nil, fmt.Errorf("account: unknown SCRAM hash %q", name)
 }
 
+// MustHash is HashFunc for names known to be valid; it panics otherwise.
+func MustHash(name string) func() hash.Hash {
+	h, err := HashFunc(name)
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
 // DeriveSCRAM computes the SCRAM credentials (RFC 5802 section 3) of a
 // password, for hosts that store passwords in a form they can derive from
 // or that precompute credentials when a password is set. iterations below

@@ -1,0 +1,239 @@
+package parley
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/parleyhq/parley/account"
+	"github.com/parleyhq/parley/chat"
+	"github.com/parleyhq/parley/jid"
+	"github.com/parleyhq/parley/roster"
+	"github.com/parleyhq/parley/storage"
+	"github.com/parleyhq/parley/storage/boltstore"
+	"github.com/parleyhq/parley/xmppsrv"
+)
+
+// The host's interfaces, defined in package account so that every part of
+// Parley can use them; see there for their contracts.
+type (
+	// Directory is the host's address book of users and aliases.
+	Directory = account.Directory
+	// Authenticator checks passwords; it may also implement SCRAMProvider.
+	Authenticator = account.Authenticator
+	// SCRAMProvider is the optional add-on that makes Parley offer SCRAM.
+	SCRAMProvider = account.SCRAMProvider
+	// SCRAMCredentials are a user's stored SCRAM keys.
+	SCRAMCredentials = account.SCRAMCredentials
+	// Entry is one user or alias of the Directory.
+	Entry = account.Entry
+)
+
+// Entry kinds.
+const (
+	User  = account.User
+	Alias = account.Alias
+)
+
+// Sentinel errors the host returns from its Directory and Authenticator.
+var (
+	ErrNotFound   = account.ErrNotFound
+	ErrAuthFailed = account.ErrAuthFailed
+)
+
+// Config configures a Server. Zero values mean the documented defaults;
+// New validates it once.
+type Config struct {
+	// Domains are the mail domains served, for example "example.com".
+	// Required. The first is used for clients that do not name one.
+	Domains []string
+	// Directory and Authenticator are the host's; both required.
+	Directory     Directory
+	Authenticator Authenticator
+	// TLS holds the certificate for the XMPP listeners. Required unless
+	// AllowUnencrypted is set.
+	TLS *tls.Config
+	// AllowUnencrypted lets XMPP clients log in without TLS. Only for
+	// tests on loopback: passwords would cross the network in the clear.
+	AllowUnencrypted bool
+
+	// Store keeps rosters, offline messages and user data. Nil means a
+	// bbolt file, parley.db, under DataDir.
+	Store storage.Store
+	// DataDir is where the default store lives. Required when Store is nil.
+	DataDir string
+
+	// DisableDomainRoster turns off the domain roster: by default every
+	// chat-enabled user of a domain sees every other one, as in the
+	// webmail products Parley joins; with it set, users build their own
+	// rosters with subscriptions.
+	DisableDomainRoster bool
+	// DirectoryRefresh is how long a domain's user list is cached (default
+	// 30s): the domain roster follows directory changes within that time.
+	DirectoryRefresh time.Duration
+
+	// Logger receives Parley's logs; nil discards them.
+	Logger *slog.Logger
+
+	// Limits. See xmppsrv.Config for each default.
+	MaxStanzaSize      int           // bytes, default 262144
+	AuthTimeout        time.Duration // to log in after connecting, default 60s
+	IdleTimeout        time.Duration // silence before a ping, default 120s
+	PingTimeout        time.Duration // to answer that ping, default 30s
+	MaxSessionsPerUser int           // resources per account, default 10
+	LoginFailures      int           // per account per LoginWindow, default 5
+	LoginFailuresPerIP int           // per remote address per LoginWindow, default 20
+	LoginWindow        time.Duration // default 5m
+	OfflineLimit       int           // offline messages kept per user, default 1000
+	QueueLength        int           // stanzas queued per client, default 2048
+}
+
+// Server is Parley embedded in a mail host. Create it with New, hand it
+// listeners with ServeXMPP and ServeXMPPTLS, mount Handler on the host's
+// HTTP mux, and stop it with Shutdown. Its methods are safe for concurrent
+// use; two Servers can run in one process.
+type Server struct {
+	cfg     Config
+	store   storage.Store
+	ownsDB  bool
+	dir     *account.Cache
+	roster  *roster.Service
+	chat    *chat.Service
+	xmpp    *xmppsrv.Server
+	metrics *xmppsrv.Metrics
+	mux     *http.ServeMux
+	log     *slog.Logger
+}
+
+// New validates cfg, opens the store and returns a Server ready to serve.
+func New(cfg Config) (*Server, error) {
+	if len(cfg.Domains) == 0 {
+		return nil, errors.New("parley: Config.Domains is empty; name at least one mail domain")
+	}
+	domains := make([]string, 0, len(cfg.Domains))
+	for _, d := range cfg.Domains {
+		j, err := jid.Parse(strings.TrimSpace(d))
+		if err != nil || j.Local() != "" || j.Resource() != "" {
+			return nil, fmt.Errorf("parley: Config.Domains: %q is not a domain name", d)
+		}
+		domains = append(domains, j.Domain())
+	}
+	if cfg.Directory == nil {
+		return nil, errors.New("parley: Config.Directory is nil; Parley needs the host's user directory")
+	}
+	if cfg.Authenticator == nil {
+		return nil, errors.New("parley: Config.Authenticator is nil; Parley needs the host to check passwords")
+	}
+	if cfg.TLS == nil && !cfg.AllowUnencrypted {
+		return nil, errors.New("parley: Config.TLS is nil; give the server's certificate (AllowUnencrypted is for tests only)")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DirectoryRefresh <= 0 {
+		cfg.DirectoryRefresh = 30 * time.Second
+	}
+	s := &Server{cfg: cfg, log: log, store: cfg.Store, metrics: new(xmppsrv.Metrics)}
+	if s.store == nil {
+		if cfg.DataDir == "" {
+			return nil, errors.New("parley: set Config.DataDir (where the embedded store lives) or Config.Store")
+		}
+		db, err := boltstore.Open(filepath.Join(cfg.DataDir, "parley.db"), nil)
+		if err != nil {
+			return nil, fmt.Errorf("parley: opening the store: %w", err)
+		}
+		s.store, s.ownsDB = db, true
+	}
+	s.dir = account.NewCache(cfg.Directory, cfg.DirectoryRefresh)
+	local := make(map[string]bool, len(domains))
+	for _, d := range domains {
+		local[d] = true
+	}
+	s.roster = roster.New(roster.Config{Store: s.store, Directory: s.dir, DomainRoster: !cfg.DisableDomainRoster})
+	s.chat = chat.New(chat.Config{Directory: s.dir, Store: s.store, Local: func(d string) bool { return local[d] }, OfflineLimit: cfg.OfflineLimit})
+	x, err := xmppsrv.New(xmppsrv.Config{
+		Domains:            domains,
+		TLS:                cfg.TLS,
+		AllowUnencrypted:   cfg.AllowUnencrypted,
+		Directory:          s.dir,
+		Auth:               cfg.Authenticator,
+		Roster:             s.roster,
+		Chat:               s.chat,
+		Store:              s.store,
+		Logger:             log.With("component", "xmpp"),
+		Metrics:            s.metrics,
+		MaxStanzaSize:      cfg.MaxStanzaSize,
+		AuthTimeout:        cfg.AuthTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		PingTimeout:        cfg.PingTimeout,
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
+		QueueLength:        cfg.QueueLength,
+		LoginFailures:      cfg.LoginFailures,
+		LoginFailuresPerIP: cfg.LoginFailuresPerIP,
+		LoginWindow:        cfg.LoginWindow,
+		Version:            Version,
+	})
+	if err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("parley: %w", err)
+	}
+	s.xmpp = x
+	s.mux = http.NewServeMux()
+	return s, nil
+}
+
+// Version is Parley's version, reported to clients (XEP-0092).
+const Version = "0.1.0"
+
+// ServeXMPP accepts XMPP client connections on ln (port 5222 by
+// convention); clients upgrade with STARTTLS before they log in. It blocks
+// until Shutdown (then it returns ErrServerClosed) or a listener error.
+func (s *Server) ServeXMPP(ln net.Listener) error { return s.xmpp.Serve(ln) }
+
+// ServeXMPPTLS accepts direct-TLS XMPP connections on ln (XEP-0368, port
+// 5223 by convention). Blocks like ServeXMPP.
+func (s *Server) ServeXMPPTLS(ln net.Listener) error { return s.xmpp.ServeTLS(ln) }
+
+// ErrServerClosed is returned by ServeXMPP and ServeXMPPTLS after Shutdown.
+var ErrServerClosed = xmppsrv.ErrServerClosed
+
+// Handler returns the HTTP handler the host mounts on its mux (for
+// example under "/chat/"). It carries Parley's web endpoints as the
+// features that need them are enabled; it is safe to mount before they are.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// MetricsHandler serves live figures (connections, sessions, logins,
+// stanzas in and out, auth failures, queue drops) in the OpenMetrics text
+// format, for the host to mount where its monitoring scrapes.
+func (s *Server) MetricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+		s.metrics.WriteOpenMetrics(w)
+	})
+}
+
+// Shutdown closes every XMPP stream cleanly (what is queued for a client
+// is flushed first, then the stream ends with system-shutdown), then closes
+// the store Parley opened. It returns when all is closed or ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.xmpp.Shutdown(ctx)
+	if cerr := s.closeStore(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (s *Server) closeStore() error {
+	if s.ownsDB {
+		return s.store.Close()
+	}
+	return nil
+}

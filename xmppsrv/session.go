@@ -1,0 +1,663 @@
+package xmppsrv
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parleyhq/parley/jid"
+	"github.com/parleyhq/parley/presence"
+)
+
+const (
+	nsStream   = "http://etherx.jabber.org/streams"
+	nsClient   = "jabber:client"
+	nsTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
+	nsSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
+	nsBind     = "urn:ietf:params:xml:ns:xmpp-bind"
+	nsSession  = "urn:ietf:params:xml:ns:xmpp-session"
+	nsStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
+	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	nsRosterV  = "urn:xmpp:features:rosterver"
+	nsPreAppr  = "urn:xmpp:features:pre-approval"
+	nsRoster   = "jabber:iq:roster"
+	nsDelay    = "urn:xmpp:delay"
+	nsPing     = "urn:xmpp:ping"
+	nsAddress  = "http://jabber.org/protocol/address"
+	nsDiscoI   = "http://jabber.org/protocol/disco#info"
+	nsDiscoIt  = "http://jabber.org/protocol/disco#items"
+	nsVersion  = "jabber:iq:version"
+	nsTime     = "urn:xmpp:time"
+	nsVCard    = "vcard-temp"
+	nsRegister = "jabber:iq:register"
+)
+
+// Session is one client connection: its stream, its authenticated
+// account and, once bound, its resource and presence.
+type Session struct {
+	srv    *Server
+	conn   net.Conn
+	remote string // remote IP, for the login throttle
+	direct bool   // direct TLS (XEP-0368)
+	secure bool   // TLS is on
+	id     string // stream id
+	domain string // stream's 'to'
+	lang   string
+
+	reader *stanzaReader
+	bw     *bufio.Writer // synchronous writes before the writer goroutine starts
+
+	authed bool
+	bare   jid.JID // authenticated account
+	full   jid.JID // bound full JID
+	bound  bool
+	// domainMember: a chat-enabled user of its domain, who sees and is seen
+	// by the domain roster.
+	domainMember bool
+	pinged       bool
+	authFails    int
+	scram        *scramState
+
+	// Outgoing queue, drained by writeLoop once the session is bound.
+	sendMu  sync.RWMutex
+	closing bool
+	out     chan []byte
+	quit    chan struct{}
+	final   []byte // written after the queue when quitting
+	wdone   chan struct{}
+	writing bool
+
+	stopRead atomic.Bool
+
+	// Presence state, guarded by pmu.
+	pmu        sync.Mutex
+	available  bool
+	interested bool // requested the roster (RFC 6121 2.1.6)
+	status     presence.Status
+	presBytes  []byte // last broadcast presence, from set, to absent
+	directed   map[jid.JID]bool
+}
+
+func newSession(srv *Server, c net.Conn, direct bool) *Session {
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	s := &Session{
+		srv:    srv,
+		conn:   c,
+		remote: host,
+		direct: direct,
+		secure: direct,
+		id:     randomID(12),
+		lang:   "en",
+	}
+	s.reader = newStanzaReader(s, c, srv.cfg.MaxStanzaSize)
+	s.bw = bufio.NewWriterSize(c, 4096)
+	return s
+}
+
+// JID returns the session's full JID (zero before binding).
+func (s *Session) JID() jid.JID { return s.full }
+
+// streamError is a stream-level error condition (RFC 6120 4.9.3).
+type streamError struct {
+	cond string
+	text string
+}
+
+func (e *streamError) Error() string {
+	if e.text != "" {
+		return e.cond + ": " + e.text
+	}
+	return e.cond
+}
+
+func serr(cond, format string, args ...any) *streamError {
+	return &streamError{cond: cond, text: fmt.Sprintf(format, args...)}
+}
+
+var errRestart = errors.New("stream restart")
+
+func (s *Session) run() {
+	defer s.srv.untrack(s)
+	defer s.cleanup()
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		tc.SetDeadline(time.Now().Add(s.srv.cfg.AuthTimeout))
+		if err := tc.Handshake(); err != nil {
+			s.srv.log.Debug("direct TLS handshake failed", "remote", s.remote, "err", err)
+			s.conn.Close()
+			return
+		}
+		tc.SetDeadline(time.Time{})
+	}
+	for {
+		err := s.stream()
+		if err == errRestart {
+			continue
+		}
+		s.finish(err)
+		return
+	}
+}
+
+// finish ends the connection after the stream loop stopped with err.
+func (s *Session) finish(err error) {
+	var se *streamError
+	switch {
+	case errors.As(err, &se):
+		s.srv.m.StreamErrors.Add(1)
+		s.srv.log.Info("closing stream with error", "remote", s.remote, "jid", s.full.String(), "condition", se.cond, "text", se.text)
+		s.closeWith(streamErrorBytes(se))
+	case err == io.EOF || errors.Is(err, errClientClosed):
+		s.closeWith([]byte("</stream:stream>"))
+	case s.stopRead.Load():
+		s.closeWith(streamErrorBytes(&streamError{cond: "system-shutdown", text: "the server is shutting down; reconnect in a moment"}))
+	default:
+		s.srv.log.Debug("connection lost", "remote", s.remote, "jid", s.full.String(), "err", err)
+		s.closeWith(nil)
+		s.conn.Close()
+	}
+	s.waitWriter()
+}
+
+var errClientClosed = errors.New("client closed the stream")
+
+func streamErrorBytes(e *streamError) []byte {
+	var b strings.Builder
+	b.WriteString("<stream:error><")
+	b.WriteString(e.cond)
+	b.WriteString(` xmlns="` + nsStreams + `"/>`)
+	if e.text != "" {
+		b.WriteString(`<text xmlns="` + nsStreams + `" xml:lang="en">`)
+		b.WriteString(xmlEscape(e.text))
+		b.WriteString("</text>")
+	}
+	b.WriteString("</stream:error></stream:stream>")
+	return []byte(b.String())
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// stream runs one XML stream: header, features, then elements until the
+// stream ends, needs a restart (after STARTTLS or SASL) or fails.
+func (s *Session) stream() error {
+	d := xml.NewDecoder(s.reader)
+	d.Strict = true
+	header, err := s.readHeader(d)
+	if err != nil {
+		// Answer with our own header first so the stream error is well-formed.
+		if se, ok := err.(*streamError); ok {
+			s.writeHeader()
+			return se
+		}
+		return err
+	}
+	_ = header
+	s.writeHeader()
+	s.writeNow(s.features())
+	for {
+		s.reader.reset()
+		tok, err := d.Token()
+		if err != nil {
+			return s.readError(err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			el, err := readElement(d, t)
+			if err != nil {
+				return s.readError(err)
+			}
+			if err := s.handle(el); err != nil {
+				return err
+			}
+		case xml.EndElement:
+			return errClientClosed
+		case xml.CharData:
+			if len(strings.TrimSpace(string(t))) != 0 {
+				return serr("bad-format", "text is not allowed between stanzas")
+			}
+		case xml.Comment:
+			return serr("restricted-xml", "XMPP forbids comments")
+		case xml.ProcInst:
+			return serr("restricted-xml", "XMPP forbids processing instructions")
+		case xml.Directive:
+			return serr("restricted-xml", "XMPP forbids DTDs and directives")
+		}
+	}
+}
+
+// readError turns a decoder error into the stream error it deserves.
+func (s *Session) readError(err error) error {
+	var syn *xml.SyntaxError
+	var rx restrictedError
+	switch {
+	case errors.Is(err, errTooBig):
+		return serr("policy-violation", "stanza larger than %d bytes", s.srv.cfg.MaxStanzaSize)
+	case errors.As(err, &rx):
+		return serr("restricted-xml", "%s", rx.Error())
+	case errors.Is(err, errIdle):
+		return serr("connection-timeout", "no answer to ping in %s", s.srv.cfg.PingTimeout)
+	case errors.Is(err, errAuthTimeout):
+		return serr("connection-timeout", "did not log in within %s", s.srv.cfg.AuthTimeout)
+	case errors.As(err, &syn):
+		if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(syn.Msg, "unexpected EOF") {
+			return io.EOF
+		}
+		return serr("not-well-formed", "%s", syn.Msg)
+	}
+	return err
+}
+
+func (s *Session) readHeader(d *xml.Decoder) (xml.StartElement, error) {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return xml.StartElement{}, s.readError(err)
+		}
+		switch t := tok.(type) {
+		case xml.ProcInst:
+			if t.Target != "xml" {
+				return xml.StartElement{}, serr("restricted-xml", "XMPP forbids processing instructions")
+			}
+		case xml.CharData:
+			if len(strings.TrimSpace(string(t))) != 0 {
+				return xml.StartElement{}, serr("not-well-formed", "text before the stream header")
+			}
+		case xml.StartElement:
+			if t.Name.Local != "stream" || t.Name.Space != nsStream {
+				return t, serr("invalid-namespace", "expected <stream:stream> in %s", nsStream)
+			}
+			var to, ns, ver string
+			for _, a := range t.Attr {
+				switch {
+				case a.Name.Space == "" && a.Name.Local == "to":
+					to = a.Value
+				case a.Name.Space == "" && a.Name.Local == "xmlns":
+					ns = a.Value
+				case a.Name.Space == "" && a.Name.Local == "version":
+					ver = a.Value
+				case a.Name.Local == "lang" && (a.Name.Space == nsXML || a.Name.Space == "xml"):
+					if a.Value != "" && len(a.Value) < 36 {
+						s.lang = a.Value
+					}
+				}
+			}
+			if s.domain == "" {
+				if to == "" {
+					s.domain = s.srv.cfg.Domains[0]
+				} else {
+					dj, err := jid.Parse(to)
+					if err != nil || !s.srv.Local(dj.Domain()) || dj.Local() != "" || dj.Resource() != "" {
+						s.domain = s.srv.cfg.Domains[0]
+						return t, serr("host-unknown", "this server does not serve %q", to)
+					}
+					s.domain = dj.Domain()
+				}
+			}
+			if ns != "" && ns != nsClient {
+				return t, serr("invalid-namespace", "the default namespace must be %s", nsClient)
+			}
+			if ver != "" && !strings.HasPrefix(ver, "1.") {
+				return t, serr("unsupported-version", "this server speaks XMPP 1.0")
+			}
+			return t, nil
+		default:
+			return xml.StartElement{}, serr("restricted-xml", "XMPP forbids DTDs, comments and processing instructions")
+		}
+	}
+}
+
+func (s *Session) writeHeader() {
+	dom := s.domain
+	if dom == "" {
+		dom = s.srv.cfg.Domains[0]
+	}
+	s.writeNow([]byte(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='` +
+		s.id + `' from='` + AttrEscape(dom) + `' version='1.0' xml:lang='en'>`))
+}
+
+func (s *Session) features() []byte {
+	var b strings.Builder
+	b.WriteString("<stream:features>")
+	switch {
+	case !s.secure && !s.srv.cfg.AllowUnencrypted:
+		b.WriteString(`<starttls xmlns="` + nsTLS + `"><required/></starttls>`)
+	case !s.authed:
+		if !s.secure && s.srv.cfg.TLS != nil {
+			b.WriteString(`<starttls xmlns="` + nsTLS + `"/>`)
+		}
+		b.WriteString(`<mechanisms xmlns="` + nsSASL + `">`)
+		for _, m := range s.srv.mechanisms() {
+			b.WriteString("<mechanism>" + m + "</mechanism>")
+		}
+		b.WriteString("</mechanisms>")
+	default:
+		b.WriteString(`<bind xmlns="` + nsBind + `"/>`)
+		b.WriteString(`<session xmlns="` + nsSession + `"><optional/></session>`)
+		b.WriteString(`<ver xmlns="` + nsRosterV + `"/>`)
+		b.WriteString(`<sub xmlns="` + nsPreAppr + `"/>`)
+	}
+	b.WriteString("</stream:features>")
+	return []byte(b.String())
+}
+
+// handle dispatches one top-level element by the stream's state.
+func (s *Session) handle(el *Element) error {
+	switch {
+	case !s.secure && !s.srv.cfg.AllowUnencrypted:
+		if el.Space == nsTLS && el.Local == "starttls" {
+			return s.startTLS()
+		}
+		return serr("policy-violation", "STARTTLS is required before anything else")
+	case el.Space == nsTLS && el.Local == "starttls":
+		if s.secure || s.srv.cfg.TLS == nil {
+			return serr("policy-violation", "TLS is already on or not offered")
+		}
+		return s.startTLS()
+	case !s.authed:
+		if el.Space == nsSASL {
+			return s.handleSASL(el)
+		}
+		return serr("not-authorized", "authenticate first")
+	}
+	if el.Space != nsClient {
+		return serr("unsupported-stanza-type", "<%s xmlns='%s'> is not a stanza", el.Local, el.Space)
+	}
+	switch el.Local {
+	case "iq", "message", "presence":
+	default:
+		return serr("unsupported-stanza-type", "<%s/> is not a stanza", el.Local)
+	}
+	if !s.bound {
+		if el.Local == "iq" && el.Child(nsBind, "bind") != nil {
+			return s.handleBind(el)
+		}
+		if el.Local == "iq" {
+			s.writeNow(errorReply(el, "not-authorized", "bind a resource first"))
+			return nil
+		}
+		return serr("not-authorized", "bind a resource first")
+	}
+	s.srv.m.StanzasIn.Add(1)
+	return s.srv.route(s, el)
+}
+
+func (s *Session) startTLS() error {
+	s.writeNow([]byte(`<proceed xmlns="` + nsTLS + `"/>`))
+	tc := tls.Server(s.conn, s.srv.cfg.TLS)
+	tc.SetDeadline(time.Now().Add(s.srv.cfg.AuthTimeout))
+	if err := tc.Handshake(); err != nil {
+		s.srv.log.Debug("STARTTLS handshake failed", "remote", s.remote, "err", err)
+		return err
+	}
+	tc.SetDeadline(time.Time{})
+	s.conn = tc
+	s.secure = true
+	s.reader = newStanzaReader(s, tc, s.srv.cfg.MaxStanzaSize)
+	s.bw = bufio.NewWriterSize(tc, 4096)
+	return errRestart
+}
+
+// writeNow writes synchronously; used only from the reading goroutine
+// before the session is bound, when nothing else can write to it.
+func (s *Session) writeNow(b []byte) {
+	if s.writing {
+		s.send(b)
+		return
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+	s.bw.Write(b)
+	s.bw.Flush()
+}
+
+// startWriter hands writing over to a goroutine fed by the bounded queue.
+func (s *Session) startWriter() {
+	s.sendMu.Lock()
+	s.out = make(chan []byte, s.srv.cfg.QueueLength)
+	s.quit = make(chan struct{})
+	s.wdone = make(chan struct{})
+	s.writing = true
+	s.sendMu.Unlock()
+	go s.writeLoop()
+}
+
+func (s *Session) writeLoop() {
+	defer close(s.wdone)
+	w := s.bw
+	timeout := s.srv.cfg.WriteTimeout
+	write := func(b []byte) bool {
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return true
+	}
+	ok := true
+	for {
+		select {
+		case b := <-s.out:
+			s.conn.SetWriteDeadline(time.Now().Add(timeout))
+			ok = ok && write(b)
+		drain:
+			for ok {
+				select {
+				case b := <-s.out:
+					ok = write(b)
+				default:
+					break drain
+				}
+			}
+			if ok && w.Flush() != nil {
+				ok = false
+			}
+			if !ok {
+				s.conn.Close() // the reader notices and cleans up
+			}
+		case <-s.quit:
+			s.conn.SetWriteDeadline(time.Now().Add(timeout))
+			for ok {
+				select {
+				case b := <-s.out:
+					ok = write(b)
+					continue
+				default:
+				}
+				break
+			}
+			if ok && s.final != nil {
+				write(s.final)
+			}
+			w.Flush()
+			if tc, isTLS := s.conn.(*tls.Conn); isTLS && ok {
+				tc.CloseWrite()
+			}
+			s.conn.Close()
+			return
+		}
+	}
+}
+
+// send queues b for the client without blocking. A client whose queue is
+// full is too slow: it is disconnected, and send reports false so the
+// caller can keep the stanza elsewhere (offline storage).
+func (s *Session) send(b []byte) bool {
+	s.sendMu.RLock()
+	if s.closing || !s.writing {
+		s.sendMu.RUnlock()
+		return false
+	}
+	select {
+	case s.out <- b:
+		s.sendMu.RUnlock()
+		s.srv.m.StanzasOut.Add(1)
+		return true
+	default:
+		s.sendMu.RUnlock()
+		s.srv.m.QueueDrops.Add(1)
+		s.srv.m.SlowClients.Add(1)
+		s.srv.log.Warn("client too slow; disconnecting", "jid", s.full.String(), "queued", len(s.out))
+		go s.closeWith(streamErrorBytes(&streamError{cond: "policy-violation", text: "too many stanzas waiting; the client is not reading"}))
+		return false
+	}
+}
+
+// closeWith stops the writer after it flushed the queue, writing final
+// last. Safe to call more than once and from any goroutine.
+func (s *Session) closeWith(final []byte) {
+	s.sendMu.Lock()
+	if s.closing {
+		s.sendMu.Unlock()
+		return
+	}
+	s.closing = true
+	s.final = final
+	writing := s.writing
+	s.sendMu.Unlock()
+	if writing {
+		close(s.quit)
+		return
+	}
+	if final != nil {
+		s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+		s.bw.Write(final)
+		s.bw.Flush()
+	}
+	s.conn.Close()
+}
+
+func (s *Session) waitWriter() {
+	if s.writing {
+		<-s.wdone
+	}
+}
+
+// kill closes the session from another goroutine with a stream error (a
+// replaced resource, a slow client).
+func (s *Session) kill(cond, text string) {
+	s.stopRead.Store(true)
+	s.closeWith(streamErrorBytes(&streamError{cond: cond, text: text}))
+	s.conn.SetReadDeadline(time.Now())
+}
+
+// stopReading makes the reading goroutine stop after the stanza it is
+// handling; the session then flushes and closes with system-shutdown.
+func (s *Session) stopReading() {
+	s.stopRead.Store(true)
+	s.conn.SetReadDeadline(time.Now())
+}
+
+// cleanup runs when the reading loop ends: the session leaves the router
+// and its contacts see it go offline.
+func (s *Session) cleanup() {
+	if !s.bound {
+		return
+	}
+	s.srv.router.Unbind(s)
+	s.srv.m.Bound.Add(-1)
+	s.srv.goOffline(s)
+}
+
+var (
+	errTooBig      = errors.New("stanza too big")
+	errIdle        = errors.New("idle connection did not answer ping")
+	errAuthTimeout = errors.New("authentication timeout")
+)
+
+// stanzaReader feeds the XML decoder. It bounds the bytes of one stanza,
+// and turns read deadlines into the auth timeout and the idle ping: a
+// timeout never reaches the decoder, whose errors are final.
+type stanzaReader struct {
+	s   *Session
+	c   net.Conn
+	br  *bufio.Reader
+	n   int
+	max int
+}
+
+func newStanzaReader(s *Session, c net.Conn, max int) *stanzaReader {
+	r := &stanzaReader{s: s, c: c, max: max}
+	r.br = bufio.NewReaderSize(deadlineReader{r}, 4096)
+	return r
+}
+
+// reset starts counting a new stanza.
+func (r *stanzaReader) reset() { r.n = 0 }
+
+func (r *stanzaReader) ReadByte() (byte, error) {
+	if r.n >= r.max {
+		return 0, errTooBig
+	}
+	r.n++
+	return r.br.ReadByte()
+}
+
+func (r *stanzaReader) Read(p []byte) (int, error) {
+	if r.n >= r.max {
+		return 0, errTooBig
+	}
+	if len(p) > r.max-r.n {
+		p = p[:r.max-r.n]
+	}
+	n, err := r.br.Read(p)
+	r.n += n
+	return n, err
+}
+
+type deadlineReader struct{ r *stanzaReader }
+
+func (d deadlineReader) Read(p []byte) (int, error) {
+	s := d.r.s
+	cfg := &s.srv.cfg
+	for {
+		if s.stopRead.Load() {
+			return 0, io.ErrClosedPipe
+		}
+		var deadline time.Time
+		switch {
+		case !s.bound:
+			deadline = time.Now().Add(cfg.AuthTimeout)
+		case s.pinged:
+			deadline = time.Now().Add(cfg.PingTimeout)
+		default:
+			deadline = time.Now().Add(cfg.IdleTimeout)
+		}
+		d.r.c.SetReadDeadline(deadline)
+		n, err := d.r.c.Read(p)
+		if n > 0 {
+			s.pinged = false
+			return n, nil
+		}
+		var ne net.Error
+		if err != nil && errors.As(err, &ne) && ne.Timeout() {
+			if s.stopRead.Load() {
+				return 0, io.ErrClosedPipe
+			}
+			switch {
+			case !s.bound:
+				return 0, errAuthTimeout
+			case !s.pinged:
+				s.pinged = true
+				s.send([]byte(`<iq type="get" id="ping-` + randomID(6) + `" to="` + AttrEscape(s.full.String()) +
+					`" from="` + AttrEscape(s.domain) + `"><ping xmlns="` + nsPing + `"/></iq>`))
+				continue
+			default:
+				return 0, errIdle
+			}
+		}
+		return n, err
+	}
+}
+
+// ctx returns a context for store and directory calls made while handling
+// a stanza; it ends when the server is shut down hard.
+func (s *Session) ctx() context.Context { return s.srv.ctx }
