@@ -330,8 +330,7 @@ func (srv *Server) probe(s *Session, to jid.JID) {
 // contact: the owner's server side (RFC 6121 3.x.2), then the contact's
 // (3.x.3).
 func (srv *Server) subscriptionOut(owner, contact jid.JID, st roster.SubType, status string) {
-	ctx := srv.ctx
-	out, err := srv.cfg.Roster.Outbound(ctx, owner, contact, st)
+	out, err := srv.cfg.Roster.Outbound(srv.ctx, owner, contact, st)
 	if err != nil {
 		srv.log.Error("outbound subscription", "from", owner.String(), "to", contact.String(), "type", st.String(), "err", err)
 		return
@@ -339,31 +338,28 @@ func (srv *Server) subscriptionOut(owner, contact jid.JID, st roster.SubType, st
 	if out.Push != nil {
 		srv.pushRoster(owner, out.Push, false)
 	}
-	if !out.Route {
-		return
-	}
-	srv.subscriptionIn(contact, owner, st, status)
-	switch st {
-	case roster.Subscribed:
-		// 3.1.5: the approving side's presence goes to the new subscriber.
-		srv.sendPresenceOf(owner, contact)
-	case roster.Unsubscribed:
+	if out.SendUnavailable {
 		srv.sendUnavailableOf(owner, contact)
+	}
+	if out.Route {
+		srv.subscriptionIn(contact, owner, st, status)
+	}
+	if out.SendPresence {
+		srv.sendPresenceOf(owner, contact)
 	}
 }
 
 // subscriptionIn processes a subscription stanza that reaches owner from
 // a local user.
 func (srv *Server) subscriptionIn(owner, from jid.JID, st roster.SubType, status string) {
-	ctx := srv.ctx
-	if _, err := srv.cfg.Chat.Resolve(ctx, owner); err != nil {
+	if _, err := srv.cfg.Chat.Resolve(srv.ctx, owner); err != nil {
 		if st == roster.Subscribe {
 			// 3.1.3: no such contact; answer on its behalf.
 			srv.subscriptionIn(from, owner, roster.Unsubscribed, "")
 		}
 		return
 	}
-	in, err := srv.cfg.Roster.Inbound(ctx, owner, from, st, status)
+	in, err := srv.cfg.Roster.Inbound(srv.ctx, owner, from, st, status)
 	if err != nil {
 		srv.log.Error("inbound subscription", "from", from.String(), "to", owner.String(), "type", st.String(), "err", err)
 		return
@@ -383,12 +379,15 @@ func (srv *Server) subscriptionIn(owner, from jid.JID, st roster.SubType, status
 			}
 		}
 	}
-	if in.AutoReply != 0 {
-		srv.subscriptionOut(owner, from, in.AutoReply, "")
-	}
-	if st == roster.Unsubscribe && in.Push != nil {
-		// 3.3.3: the unsubscriber no longer sees the owner.
+	if in.SendUnavailable {
 		srv.sendUnavailableOf(owner, from)
+	}
+	if in.AutoReply != 0 {
+		// The owner's roster already reflects the reply; it only travels.
+		srv.subscriptionIn(from, owner, in.AutoReply, "")
+	}
+	if in.SendPresence {
+		srv.sendPresenceOf(owner, from)
 	}
 }
 
