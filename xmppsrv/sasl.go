@@ -2,7 +2,7 @@ package xmppsrv
 
 import (
 	"bytes"
-		"crypto/subtle"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"

@@ -2,8 +2,10 @@ package xmppsrv
 
 import (
 	"crypto/pbkdf2"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -363,4 +365,33 @@ func pbkdf(hashName, pass string, salt []byte, iters int) []byte {
 		panic(err)
 	}
 	return b
+}
+
+func TestDirectTLS(t *testing.T) {
+	h := newHarness(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go h.srv.ServeTLS(ln)
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"xmpp-client"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "xmpp-client" {
+		t.Errorf("ALPN = %q, want xmpp-client (XEP-0368)", p)
+	}
+	c := &client{t: t, conn: conn}
+	t.Cleanup(func() { conn.Close() })
+	f := c.open()
+	if f.Child(nsTLS, "starttls") != nil || f.Child(nsSASL, "mechanisms") == nil {
+		t.Fatalf("direct TLS features: %s", f.Bytes(""))
+	}
+	if el := c.authPlain("alice", "pw-alice"); el.Local != "success" {
+		t.Fatalf("login: %s", el.Bytes(""))
+	}
+	c.open()
+	if j := c.bind("tls"); j != "alice@"+domain+"/tls" {
+		t.Fatalf("bound %q", j)
+	}
 }
