@@ -1,0 +1,285 @@
+// Command host is an example mail host with Parley embedded: what a
+// mail-server vendor writes to give its users chat, in one small program.
+//
+// It demonstrates:
+//
+//   - a host directory and authenticator (account/memdir) filled from a
+//     users file, with aliases;
+//   - SCRAM-SHA-1 and SCRAM-SHA-256 offered to XMPP clients, the keys
+//     derived in the background and kept between runs, so that a host with
+//     thousands of users starts at once;
+//   - the embedded bbolt store under a data directory;
+//   - XMPP on 5222 (STARTTLS) and 5223 (direct TLS) with a self-signed
+//     certificate made on first run;
+//   - Parley's HTTP handler and metrics mounted on the host's own mux;
+//   - a clean shutdown on SIGINT or SIGTERM.
+//
+// Run it with
+//
+//	go run ./examples/host
+//
+// On first run it makes three demo users (alice, bob and carol, with random
+// passwords) and a sales@ alias, saves them in <data>/users.json and prints
+// them. Log in from any XMPP client as alice@example.test, with the server
+// set to 127.0.0.1 port 5222, and accept the self-signed certificate.
+//
+// Flags:
+//
+//	-domain example.test   the mail domain served
+//	-data ./parley-data    where the store, certificate, users and key cache live
+//	-users FILE            users and aliases (JSON, see below) instead of demo users
+//	-xmpp-addr :5222       XMPP with STARTTLS
+//	-xmpps-addr :5223      XMPP with direct TLS
+//	-http-addr :8443       HTTPS: Parley under /parley/, metrics at /metrics
+//	-domain-roster=true    every chat-enabled user of the domain sees every other
+//	-log-level info        debug, info, warn or error
+//	-allow-unencrypted     let clients log in without TLS (tests only)
+//
+// The users file:
+//
+//	{"users": [{"address": "alice@example.test", "name": "Alice Liddell",
+//	            "password": "...", "chat_enabled": true}],
+//	 "aliases": {"sales@example.test": ["alice@example.test", "bob@example.test"]}}
+//
+// chat_enabled is optional and defaults to true.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/parleyhq/parley"
+	"github.com/parleyhq/parley/account/memdir"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	domain, data, users            string
+	xmppAddr, xmppsAddr, httpAddr  string
+	domainRoster, allowUnencrypted bool
+	logLevel                       slog.Level
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("host", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.domain, "domain", "example.test", "the mail `domain` served")
+	fs.StringVar(&o.data, "data", "./parley-data", "`directory` for the store, certificate, demo users and SCRAM key cache")
+	fs.StringVar(&o.users, "users", "", "JSON `file` of users and aliases (default: demo users kept in <data>/users.json)")
+	fs.StringVar(&o.xmppAddr, "xmpp-addr", ":5222", "`address` for XMPP clients with STARTTLS")
+	fs.StringVar(&o.xmppsAddr, "xmpps-addr", ":5223", "`address` for XMPP clients with direct TLS")
+	fs.StringVar(&o.httpAddr, "http-addr", ":8443", "`address` for HTTPS (Parley under /parley/, metrics at /metrics)")
+	fs.BoolVar(&o.domainRoster, "domain-roster", true, "every chat-enabled user of the domain sees every other one")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	fs.BoolVar(&o.allowUnencrypted, "allow-unencrypted", false, "let XMPP clients log in without TLS (for tests on loopback only)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return o, nil
+}
+
+// run is main with its exit code returned, so that deferred cleanups run.
+func run(args []string, stdout, stderr io.Writer) int {
+	start := time.Now()
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "host:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	fail := func(msg string, args ...any) int {
+		log.Error(msg, args...)
+		return 1
+	}
+
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return fail("cannot create the data directory", "dir", o.data, "err", err)
+	}
+	users, err := loadUsers(o, log)
+	if err != nil {
+		return fail("cannot load users", "err", err)
+	}
+	dir, domains, err := users.directory(o.domain)
+	if err != nil {
+		return fail("bad users", "file", users.path, "err", err)
+	}
+	cache := &scramCache{path: filepath.Join(o.data, "scram-cache.json"), log: log}
+	cache.load(dir)
+
+	names := append(append([]string{}, domains...), "localhost", "127.0.0.1", "::1")
+	cert, certFile, err := loadOrCreateCert(o.data, names, time.Now(), log)
+	if err != nil {
+		return fail("cannot load or create the TLS certificate", "err", err)
+	}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+
+	if o.allowUnencrypted {
+		log.Warn("-allow-unencrypted: passwords may cross the network in the clear; use it for tests on loopback only")
+	}
+	srv, err := parley.New(parley.Config{
+		Domains:             domains,
+		Directory:           dir,
+		Authenticator:       dir,
+		TLS:                 tlsConf,
+		AllowUnencrypted:    o.allowUnencrypted,
+		DataDir:             o.data,
+		DisableDomainRoster: !o.domainRoster,
+		Logger:              log,
+	})
+	if err != nil {
+		return fail("cannot start Parley", "err", err)
+	}
+
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	for _, a := range []string{o.xmppAddr, o.xmppsAddr, o.httpAddr} {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			closeAll()
+			srv.Shutdown(context.Background())
+			return fail("cannot listen", "addr", a, "err", err)
+		}
+		lns = append(lns, ln)
+	}
+	xmppLn, xmppsLn, httpLn := lns[0], lns[1], lns[2]
+
+	mux := http.NewServeMux()
+	mux.Handle("/parley/", http.StripPrefix("/parley", srv.Handler()))
+	mux.Handle("/metrics", srv.MetricsHandler())
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "Parley example host for %s.\n\nParley's web endpoints: /parley/\nMetrics: /metrics\nXMPP: %s (STARTTLS), %s (direct TLS)\n",
+			strings.Join(domains, ", "), xmppLn.Addr(), xmppsLn.Addr())
+	})
+	httpSrv := &http.Server{
+		Handler:           mux,
+		TLSConfig:         tlsConf.Clone(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// Browsers that refuse the self-signed certificate make handshake
+		// errors that are not worth more than debug.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	serveErr := make(chan error, 3)
+	serve := func(name string, f func() error) {
+		if err := f(); err != nil && !errors.Is(err, parley.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	go serve("xmpp", func() error { return srv.ServeXMPP(xmppLn) })
+	go serve("xmpps", func() error { return srv.ServeXMPPTLS(xmppsLn) })
+	go serve("https", func() error { return httpSrv.ServeTLS(httpLn, "", "") })
+
+	printBanner(stdout, o, users, domains, certFile, xmppLn.Addr(), xmppsLn.Addr(), httpLn.Addr())
+	log.Info("parley host ready", "domains", domains, "users", users.count(), "xmpp", xmppLn.Addr(),
+		"xmpps", xmppsLn.Addr(), "https", httpLn.Addr(), "startup", time.Since(start).Round(time.Millisecond))
+
+	// Derive the SCRAM keys the cache did not have, one user at a time,
+	// while the server already answers; logins meanwhile derive their own.
+	warmCtx, stopWarm := context.WithCancel(context.Background())
+	var warm sync.WaitGroup
+	warm.Go(func() {
+		t := time.Now()
+		dir.Warm(warmCtx)
+		if warmCtx.Err() == nil {
+			log.Info("SCRAM credentials ready for every user", "took", time.Since(t).Round(time.Millisecond))
+		}
+		cache.save(dir)
+	})
+
+	sigCtx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	code := 0
+	select {
+	case <-sigCtx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		log.Error("server failed; shutting down", "err", err)
+		code = 1
+	}
+	stopSignals() // a second signal ends the process at once
+
+	stopWarm()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := httpSrv.Shutdown(ctx); err != nil {
+			log.Warn("HTTPS shutdown", "err", err)
+		}
+	})
+	wg.Go(func() {
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("Parley shutdown", "err", err)
+		}
+	})
+	wg.Wait()
+	closeAll()
+	warm.Wait()
+	log.Info("stopped")
+	return code
+}
+
+func printBanner(w io.Writer, o options, u *usersSource, domains []string, certFile string, xmpp, xmpps, https net.Addr) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nParley example host is running for %s\n\n", strings.Join(domains, ", "))
+	fmt.Fprintf(&b, "  XMPP, STARTTLS     %s\n", xmpp)
+	fmt.Fprintf(&b, "  XMPP, direct TLS   %s\n", xmpps)
+	fmt.Fprintf(&b, "  HTTPS              %s   (https://localhost:%d/, metrics at /metrics)\n", https, port(https))
+	fmt.Fprintf(&b, "  data directory     %s\n", o.data)
+	fmt.Fprintf(&b, "  certificate        %s (self-signed: accept it in your client)\n\n", certFile)
+	if u.demo {
+		fmt.Fprintf(&b, "Demo users (kept in %s):\n", u.path)
+		u.printUsers(&b, 20)
+	} else {
+		fmt.Fprintf(&b, "%d users and %d aliases from %s\n", len(u.file.Users), len(u.file.Aliases), u.path)
+	}
+	if len(u.file.Users) > 0 {
+		fmt.Fprintf(&b, "\nIn an XMPP client, log in as %s with the server set to 127.0.0.1, port %d.\n",
+			u.file.Users[0].Address, port(xmpp))
+	}
+	fmt.Fprintln(&b)
+	io.WriteString(w, b.String())
+}
+
+func port(a net.Addr) int {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.Port
+	}
+	return 0
+}
+
+// Compile-time check that the directory is everything Parley asks for.
+var _ interface {
+	parley.Directory
+	parley.Authenticator
+	parley.SCRAMProvider
+} = (*memdir.Dir)(nil)
