@@ -182,8 +182,9 @@ func (d *Dir) Warm(ctx context.Context) {
 
 // Credential is one user's derived keys as ExportCredentials gives them,
 // for a host to keep between runs (in JSON, []byte fields are base64).
-// Treat it like a password file: it lets a holder log in by SCRAM and
-// test guesses at the password quickly.
+// Treat it like a password file: PasswordCheck lets a holder test guesses
+// at the password quickly, and the keys let one who also sees a login
+// impersonate the user (RFC 5802 section 9).
 type Credential struct {
 	Address         string `json:"address"`
 	Salt            []byte `json:"salt"`

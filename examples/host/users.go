@@ -213,7 +213,7 @@ func (c *scramCache) save(dir *memdir.Dir) {
 		c.log.Error("cannot encode the SCRAM key cache", "err", err)
 		return
 	}
-	// Like a password file: it lets its reader log in by SCRAM.
+	// Like a password file: its reader can test password guesses fast.
 	if err := writeFileAtomic(c.path, buf.Bytes(), 0o600); err != nil {
 		c.log.Error("cannot save the SCRAM key cache", "err", err)
 		return
