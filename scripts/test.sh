@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The project's one test command: vet, unit tests with the race detector,
+# then the end-to-end suite against the example host with real clients
+# (slixmpp, gosrc.io/xmpp, go-sendxmpp). .ci/run execs it.
+#
+# Works as root on a fresh Debian 12 machine with no standard input: it
+# installs the Debian packages the suite needs when they are missing.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+section() {
+	printf '\n==== %s ====\n' "$*"
+}
+
+# Go lives in /usr/local/go on our machines, which a non-login shell may
+# not have on its PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+	echo "test.sh: go not found (expected on PATH or in /usr/local/go/bin)" >&2
+	exit 1
+fi
+
+section "Debian packages"
+# python3-slixmpp and go-sendxmpp are the third-party clients of the e2e
+# suite; gcc and libc6-dev are what -race (cgo) needs.
+need=()
+for pkg in python3-slixmpp go-sendxmpp gcc libc6-dev; do
+	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+		need+=("$pkg")
+	fi
+done
+if [ ${#need[@]} -eq 0 ]; then
+	echo "all present: python3-slixmpp go-sendxmpp gcc libc6-dev"
+else
+	echo "missing: ${need[*]}"
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+			sudo=(sudo -n)
+		else
+			echo "test.sh: not root and no password-less sudo: cannot install ${need[*]}" >&2
+			echo "test.sh: the e2e tests that need them will skip (or fail with CI=true)" >&2
+			need=()
+		fi
+	fi
+	if [ ${#need[@]} -gt 0 ]; then
+		"${sudo[@]}" apt-get update -q </dev/null
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" </dev/null
+	fi
+fi
+
+failed=()
+step() {
+	local name=$1
+	shift
+	section "$name"
+	echo "+ $*"
+	local start=$SECONDS
+	if "$@"; then
+		echo "---- $name: ok ($((SECONDS - start))s)"
+	else
+		echo "---- $name: FAILED ($((SECONDS - start))s)"
+		failed+=("$name")
+	fi
+}
+
+go version
+step "go vet" go vet ./...
+step "go vet (e2e tag)" go vet -tags e2e ./e2e/...
+step "unit tests (race)" go test -race -count=1 ./...
+step "end-to-end tests" go test -tags e2e -count=1 -v ./e2e/...
+
+section "summary"
+if [ ${#failed[@]} -gt 0 ]; then
+	printf 'FAILED: %s\n' "${failed[@]}"
+	exit 1
+fi
+echo "all passed"
