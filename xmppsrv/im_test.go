@@ -88,7 +88,7 @@ func TestOfflineDeliveryInOrderWithDelay(t *testing.T) {
 			t.Fatalf("no XEP-0203 delay: %s", el.Bytes(nsClient))
 		}
 	}
-	b.quiet(300 * time.Millisecond)
+	b.none(300*time.Millisecond, "another message", func(e *Element) bool { return e.Local == "message" })
 	msgs, _ := h.store.OfflineMessages(context.Background(), "bob@"+domain)
 	if len(msgs) != 0 {
 		t.Fatalf("%d offline messages left after delivery", len(msgs))

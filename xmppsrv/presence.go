@@ -91,6 +91,8 @@ func (srv *Server) broadcast(s *Session, el *Element, typ string) {
 	c := el.ShallowCopy()
 	c.Set("to", "")
 	b := c.Bytes(nsClient)
+	mu := srv.userLock(s.bare.String())
+	mu.Lock()
 	s.pmu.Lock()
 	was := s.available
 	s.available = typ == ""
@@ -102,8 +104,15 @@ func (srv *Server) broadcast(s *Session, el *Element, typ string) {
 		s.presBytes = nil
 		directed, s.directed = s.directed, nil
 	}
+	now := s.available
 	s.pmu.Unlock()
-	if !was && !s.available {
+	if !was && now {
+		// Under the account's lock, so that a message arriving now is
+		// either in the store already or sees this resource available.
+		srv.deliverOffline(s)
+	}
+	mu.Unlock()
+	if !was && !now {
 		srv.fanOut(s, b, directed, false)
 		return
 	}
@@ -190,7 +199,8 @@ func (s *Session) currentPresence() []byte {
 
 // initialPresence completes a resource's first available presence: the
 // presence of its contacts and other resources (RFC 6121 4.2.2, 4.2.3),
-// then pending subscription requests and offline messages (XEP-0160).
+// then pending subscription requests. (Offline messages were delivered
+// by broadcast already.)
 // These go to the session's own queue and may be many (a domain of
 // thousands), so they wait for room rather than count as a slow client.
 func (srv *Server) initialPresence(s *Session) {
@@ -237,15 +247,18 @@ func (srv *Server) initialPresence(s *Session) {
 		}
 		s.sendWait(e.Bytes(nsClient))
 	}
+}
+
+// deliverOffline hands the account's offline messages (XEP-0160) to a
+// resource that just became available, then drops them from the store.
+func (srv *Server) deliverOffline(s *Session) {
 	if prio, _ := s.priority(); prio < 0 {
-		return // XEP-0160: no offline messages to a negative-priority resource
+		return // XEP-0160: not to a negative-priority resource
 	}
+	ctx := s.ctx()
 	msgs, err := srv.cfg.Chat.Offline(ctx, s.bare)
 	if err != nil {
 		srv.log.Error("reading offline messages", "user", s.bare.String(), "err", err)
-		return
-	}
-	if len(msgs) == 0 {
 		return
 	}
 	var last uint64

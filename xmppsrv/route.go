@@ -127,7 +127,10 @@ func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce fu
 		}
 		return
 	}
-	best := mostAvailable(sessions)
+	mu := srv.userLock(to.Bare().String())
+	mu.Lock()
+	defer mu.Unlock()
+	best := mostAvailable(srv.router.Resources(to.Bare().String()))
 	delivered := false
 	if len(best) > 0 {
 		b := el.Bytes(nsClient)

@@ -126,6 +126,10 @@ type Server struct {
 	throttle *throttle
 	domains  map[string]bool
 	fakeKey  []byte // salts made-up SCRAM parameters for unknown users
+	// userLocks order, per account, "no resource is available, so store
+	// offline" against "a resource became available, so read offline": a
+	// message is either delivered live or read back, never stranded.
+	userLocks [256]sync.Mutex
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -165,6 +169,15 @@ func New(cfg Config) (*Server, error) {
 	rand.Read(s.fakeKey)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+func (s *Server) userLock(bare string) *sync.Mutex {
+	h := uint32(2166136261)
+	for i := 0; i < len(bare); i++ {
+		h ^= uint32(bare[i])
+		h *= 16777619
+	}
+	return &s.userLocks[h%uint32(len(s.userLocks))]
 }
 
 // Local reports whether domain is served here.
@@ -232,6 +245,19 @@ func (s *Server) serve(ln net.Listener, direct bool) error {
 		}
 		go sess.run()
 	}
+}
+
+// ServeConn runs one client connection that the caller accepted itself
+// (an in-process pipe, a connection handed over by a proxy). It returns
+// when the connection ends. direct says TLS is already on (or c is a
+// trusted in-process pipe and Config.AllowUnencrypted is set).
+func (s *Server) ServeConn(c net.Conn, direct bool) {
+	sess := newSession(s, c, direct)
+	if !s.track(sess) {
+		c.Close()
+		return
+	}
+	sess.run()
 }
 
 func (s *Server) track(sess *Session) bool {
