@@ -62,11 +62,24 @@ type Config struct {
 	// OfflineLimit is the most messages kept for one offline user;
 	// 0 means 1000.
 	OfflineLimit int
+	// Archive keeps message history (XEP-0313); nil disables history.
+	Archive storage.Archive
+	// HistoryLines and HistoryDays bound the window the chat view opens
+	// on: the most recent HistoryLines messages (default 75) from the last
+	// HistoryDays days (default 30).
+	HistoryLines int
+	HistoryDays  int
+	// SessionGap is the quiet time that ends one chat session (default
+	// 30 minutes); see Conversations.
+	SessionGap time.Duration
+	// Clock returns the time; nil means time.Now. For tests.
+	Clock func() time.Time
 }
 
 // Service applies the messaging rules. It is safe for concurrent use.
 type Service struct {
 	cfg Config
+	ids idGen
 }
 
 // New returns a Service; it panics if a required field is nil, a
@@ -77,6 +90,15 @@ func New(cfg Config) *Service {
 	}
 	if cfg.OfflineLimit <= 0 {
 		cfg.OfflineLimit = 1000
+	}
+	if cfg.HistoryLines <= 0 {
+		cfg.HistoryLines = 75
+	}
+	if cfg.HistoryDays <= 0 {
+		cfg.HistoryDays = 30
+	}
+	if cfg.SessionGap <= 0 {
+		cfg.SessionGap = 30 * time.Minute
 	}
 	return &Service{cfg: cfg}
 }

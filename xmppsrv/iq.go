@@ -24,6 +24,7 @@ var serverFeatures = []string{
 	"msgoffline",
 	"urn:xmpp:delay",
 	"jabber:iq:roster",
+	nsCarbons,
 }
 
 // handleIQ answers or routes an iq (RFC 6120 8.2.3, RFC 6121 8.5).
@@ -118,6 +119,11 @@ func (srv *Server) serverIQ(s *Session, el *Element, to jid.JID) {
 		} else {
 			srv.vcardSet(s, el, p)
 		}
+	case p.Space == nsCarbons && (p.Local == "enable" || p.Local == "disable") && !get:
+		s.carbons.Store(p.Local == "enable")
+		s.send(iqResult(el, nil).Bytes(nsClient))
+	case p.Space == nsMAM:
+		srv.mamIQ(s, el, p)
 	case p.Space == nsRegister:
 		s.send(errorReply(el, "service-unavailable", "accounts are managed by the mail server"))
 	default:
@@ -167,8 +173,9 @@ func (srv *Server) accountDisco(s *Session, el, p *Element) {
 	}
 	q := NewElement(nsDiscoI, "query")
 	q.Add(NewElement(nsDiscoI, "identity", "category", "account", "type", "registered"))
-	q.Add(NewElement(nsDiscoI, "feature", "var", nsDiscoI))
-	q.Add(NewElement(nsDiscoI, "feature", "var", nsVCard))
+	for _, f := range []string{nsDiscoI, nsVCard, nsMAM, nsMAMExt, nsSID, nsFulltext} {
+		q.Add(NewElement(nsDiscoI, "feature", "var", f))
+	}
 	s.send(iqResult(el, q).Bytes(nsClient))
 }
 

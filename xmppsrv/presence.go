@@ -149,7 +149,7 @@ func (srv *Server) fanOut(s *Session, b []byte, directed map[jid.JID]bool, subsc
 		}
 		seen[r] = true
 		if r.isAvailable() {
-			r.send(withTo(b, r.full.String()))
+			r.deliverPresence(s.full.String(), withTo(b, r.full.String()))
 		}
 	}
 	for _, r := range srv.router.Resources(s.bare.String()) {
@@ -272,23 +272,6 @@ func (srv *Server) deliverOffline(s *Session) {
 		if err := srv.cfg.Chat.AckOffline(ctx, s.bare, last); err != nil {
 			srv.log.Error("dropping delivered offline messages", "user", s.bare.String(), "err", err)
 		}
-	}
-}
-
-// sendWait queues b for this session, waiting for room; only the session's
-// own reading goroutine calls it, for stanzas it asked for.
-func (s *Session) sendWait(b []byte) bool {
-	s.sendMu.RLock()
-	defer s.sendMu.RUnlock()
-	if s.closing || !s.writing {
-		return false
-	}
-	select {
-	case s.out <- b:
-		s.srv.m.StanzasOut.Add(1)
-		return true
-	case <-s.srv.ctx.Done():
-		return false
 	}
 }
 
@@ -418,7 +401,7 @@ func (srv *Server) sendPresenceOf(owner, to jid.JID) {
 		}
 		for _, t := range targets {
 			if t.isAvailable() {
-				t.send(withTo(p, t.full.String()))
+				t.deliverPresence(r.full.String(), withTo(p, t.full.String()))
 			}
 		}
 	}
@@ -432,7 +415,7 @@ func (srv *Server) sendUnavailableOf(owner, to jid.JID) {
 		}
 		for _, t := range targets {
 			if t.isAvailable() {
-				t.send([]byte(`<presence type="unavailable" from="` + AttrEscape(r.full.String()) + `" to="` + AttrEscape(t.full.String()) + `"/>`))
+				t.deliverPresence(r.full.String(), []byte(`<presence type="unavailable" from="`+AttrEscape(r.full.String())+`" to="`+AttrEscape(t.full.String())+`"/>`))
 			}
 		}
 	}

@@ -2,10 +2,12 @@ package xmppsrv
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/parleyhq/parley/chat"
 	"github.com/parleyhq/parley/jid"
+	"github.com/parleyhq/parley/storage"
 )
 
 // route handles a stanza from a bound client (RFC 6120 section 8, RFC 6121
@@ -78,28 +80,91 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 		}
 		return
 	}
+	stripStanzaIDs(el)
 	if target.Kind == chat.ToAlias {
 		srv.aliasFanout(s, el, to, target)
 		return
 	}
-	srv.deliverMessage(el, to, typ, func(cond, text string) {
+	bounce := func(cond, text string) {
 		if typ != "error" {
 			s.send(errorReply(el, cond, text))
 		}
-	})
+	}
+	if typ != "error" {
+		srv.recordStates(s.bare, to.Bare(), el)
+	}
+	delivered := el
+	sent := el
+	if archivable(el, typ) && srv.cfg.Chat.Archiving() {
+		// Stored in both archives before anyone sees it.
+		id := srv.cfg.Chat.NewID()
+		now := time.Now()
+		data := el.Bytes(nsClient)
+		m := storage.ArchivedMessage{ID: id, Stamp: now, ClientID: clientID(el), Body: el.ChildText(nsClient, "body"), Data: data}
+		out, in := m, m
+		out.Owner, out.With, out.Outgoing = s.bare.String(), to.Bare().String(), true
+		in.Owner, in.With = to.Bare().String(), s.bare.String()
+		msgs := []storage.ArchivedMessage{out}
+		if in.Owner != out.Owner {
+			msgs = append(msgs, in)
+		}
+		if err := srv.cfg.Chat.Archive(srv.ctx, msgs...); err != nil {
+			srv.log.Error("archiving a message", "from", s.bare.String(), "to", to.String(), "err", err)
+			bounce("internal-server-error", "the message could not be stored; send it again")
+			return
+		}
+		delivered = withStanzaID(el, id, to.Bare())
+		sent = withStanzaID(el, id, s.bare)
+	}
+	got := srv.deliverMessage(delivered, to, typ, bounce)
+	srv.carbonCopies(s, sent, delivered, to, typ, got)
+}
+
+// carbonCopies sends XEP-0280 copies: the message the user sent to the
+// user's other resources, and the message the contact received to the
+// contact's resources that did not get it directly.
+func (srv *Server) carbonCopies(s *Session, sent, received *Element, to jid.JID, typ string, got []*Session) {
+	if !(typ == "chat" || ((typ == "" || typ == "normal") && sent.Child(nsClient, "body") != nil)) {
+		return
+	}
+	if sent.Child(nsCarbons, "private") != nil || sent.Child(nsHints, "no-copy") != nil {
+		return
+	}
+	wrap := func(kind string, owner jid.JID, m *Element, r *Session) []byte {
+		return NewElement(nsClient, "message", "from", owner.String(), "to", r.full.String(), "type", typ).Add(
+			NewElement(nsCarbons, kind).Add(NewElement(nsForward, "forwarded").Add(m))).Bytes(nsClient)
+	}
+	for _, r := range srv.router.Resources(s.bare.String()) {
+		if r != s && r.carbons.Load() && r.isAvailable() && !slices.Contains(got, r) {
+			r.send(wrap("sent", s.bare, sent, r))
+		}
+	}
+	if to.Bare() == s.bare {
+		return
+	}
+	for _, r := range srv.router.Resources(to.Bare().String()) {
+		if r.carbons.Load() && r.isAvailable() && !slices.Contains(got, r) {
+			r.send(wrap("received", to.Bare(), received, r))
+		}
+	}
 }
 
 // deliverMessage delivers a message to a local user's sessions, or stores
 // it offline, following RFC 6121 8.5.2 (bare JID) and 8.5.3 (full JID).
 // bounce is called with an error condition when the message cannot be
 // delivered and must not be stored.
-func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce func(cond, text string)) {
+// It returns the sessions the message was handed to.
+func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce func(cond, text string)) []*Session {
 	sessions := srv.router.Resources(to.Bare().String())
+	stateOnly := chatStateOnly(el)
 	if !to.IsBare() {
 		for _, r := range sessions {
 			if r.full == to {
+				if stateOnly && r.inactive.Load() {
+					return nil // XEP-0352: an inactive client does without
+				}
 				if r.send(el.Bytes(nsClient)) {
-					return
+					return []*Session{r}
 				}
 				break
 			}
@@ -108,40 +173,48 @@ func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce fu
 		case "chat":
 			// 8.5.3.2.1: treat as addressed to the bare JID
 		case "error":
-			return
+			return nil
 		default:
 			bounce("service-unavailable", to.String()+" is not online")
-			return
+			return nil
 		}
 	}
 	switch typ {
 	case "groupchat":
 		bounce("service-unavailable", "this address is not a group chat")
-		return
+		return nil
 	case "headline":
 		b := el.Bytes(nsClient)
+		var got []*Session
 		for _, r := range sessions {
-			if p, ok := r.priority(); ok && p >= 0 {
-				r.send(b)
+			if p, ok := r.priority(); ok && p >= 0 && r.send(b) {
+				got = append(got, r)
 			}
 		}
-		return
+		return got
 	}
 	mu := srv.userLock(to.Bare().String())
 	mu.Lock()
 	defer mu.Unlock()
 	best := mostAvailable(srv.router.Resources(to.Bare().String()))
-	delivered := false
+	var got []*Session
 	if len(best) > 0 {
 		b := el.Bytes(nsClient)
 		for _, r := range best {
-			delivered = r.send(b) || delivered
+			if stateOnly && r.inactive.Load() {
+				got = append(got, r) // held back, not lost: nothing to store
+				continue
+			}
+			if r.send(b) {
+				got = append(got, r)
+			}
 		}
 	}
-	if delivered || typ == "error" {
-		return
+	if len(got) > 0 || typ == "error" {
+		return got
 	}
 	srv.storeOffline(el, to, bounce)
+	return nil
 }
 
 // mostAvailable returns the available sessions with the highest
@@ -209,28 +282,58 @@ func (srv *Server) aliasFanout(s *Session, el *Element, alias jid.JID, target ch
 	}
 	addresses.Add(addr)
 	addresses.Add(NewElement(nsAddress, "address", "type", "ofrom", "jid", s.bare.String()))
-	reached := 0
+	kids := make([]Node, 0, len(el.Children)+1)
+	for _, n := range el.Children {
+		if n.El != nil && n.El.Space == nsAddress {
+			continue // a client may not forge the alias marking
+		}
+		kids = append(kids, n)
+	}
+	type copyTo struct {
+		member jid.JID
+		best   []*Session
+	}
+	var targets []copyTo
 	for _, m := range target.Members {
 		if m == s.bare {
 			continue
 		}
-		best := mostAvailable(srv.router.Resources(m.String()))
-		if len(best) == 0 {
-			continue
+		if best := mostAvailable(srv.router.Resources(m.String())); len(best) > 0 {
+			targets = append(targets, copyTo{m, best})
 		}
+	}
+	id := ""
+	if len(targets) > 0 && archivable(el, typ) && srv.cfg.Chat.Archiving() {
+		// The sender's history and each reached member's show the
+		// conversation under the alias.
+		id = srv.cfg.Chat.NewID()
+		now := time.Now()
+		m := storage.ArchivedMessage{ID: id, Stamp: now, With: alias.Bare().String(), ClientID: clientID(el),
+			Body: el.ChildText(nsClient, "body"), Data: el.Bytes(nsClient)}
+		msgs := []storage.ArchivedMessage{m}
+		msgs[0].Owner, msgs[0].Outgoing = s.bare.String(), true
+		for _, t := range targets {
+			c := m
+			c.Owner = t.member.String()
+			msgs = append(msgs, c)
+		}
+		if err := srv.cfg.Chat.Archive(srv.ctx, msgs...); err != nil {
+			srv.log.Error("archiving an alias message", "from", s.bare.String(), "alias", alias.String(), "err", err)
+			s.send(errorReply(el, "internal-server-error", "the message could not be stored; send it again"))
+			return
+		}
+	}
+	reached := 0
+	for _, t := range targets {
 		c := el.ShallowCopy()
-		c.Set("to", m.String())
-		kids := make([]Node, 0, len(el.Children)+1)
-		for _, n := range el.Children {
-			if n.El != nil && n.El.Space == nsAddress {
-				continue // a client may not forge the alias marking
-			}
-			kids = append(kids, n)
+		c.Set("to", t.member.String())
+		c.Children = append(append([]Node(nil), kids...), Node{El: addresses})
+		if id != "" {
+			c.Add(stanzaID(id, t.member))
 		}
-		c.Children = append(kids, Node{El: addresses})
 		b := c.Bytes(nsClient)
 		ok := false
-		for _, r := range best {
+		for _, r := range t.best {
 			ok = r.send(b) || ok
 		}
 		if ok {

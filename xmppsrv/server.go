@@ -76,6 +76,11 @@ type Config struct {
 	LoginFailures      int
 	LoginFailuresPerIP int
 	LoginWindow        time.Duration
+	// ResumeTimeout is how long a session whose connection was lost waits
+	// for its client to resume it (XEP-0198; default 5 minutes). After
+	// that, whatever the client did not acknowledge goes to offline
+	// storage.
+	ResumeTimeout time.Duration
 	// Router maps bare JIDs to sessions; nil means an in-process router.
 	Router Router
 	// Version is reported by XEP-0092.
@@ -103,6 +108,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.LoginFailures, 5)
 	defInt(&c.LoginFailuresPerIP, 20)
 	def(&c.LoginWindow, 5*time.Minute)
+	def(&c.ResumeTimeout, 5*time.Minute)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -136,6 +142,8 @@ type Server struct {
 	sessions  map[*Session]struct{}
 	shutdown  atomic.Bool
 	readers   sync.WaitGroup // one per session reading loop
+	smMu      sync.Mutex
+	smByID    map[string]*Session // resumable sessions by XEP-0198 id
 	ctx       context.Context
 	cancel    context.CancelFunc
 }
@@ -161,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 		domains:   make(map[string]bool),
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*Session]struct{}),
+		smByID:    make(map[string]*Session),
 	}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
@@ -301,7 +310,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sess.stopReading()
 	}
 	done := make(chan struct{})
-	go func() { s.readers.Wait(); close(done) }()
+	go func() {
+		s.readers.Wait()
+		// Sessions waiting for resumption will not get it: keep what
+		// their clients did not acknowledge.
+		s.smMu.Lock()
+		var detached []*Session
+		for _, sess := range s.smByID {
+			detached = append(detached, sess)
+		}
+		s.smMu.Unlock()
+		for _, sess := range detached {
+			sess.sm.mu.Lock()
+			d := sess.sm.detached != nil
+			sess.sm.mu.Unlock()
+			if d {
+				s.finalizeDetached(sess)
+			}
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():

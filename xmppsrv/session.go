@@ -70,13 +70,23 @@ type Session struct {
 	// Outgoing queue, drained by writeLoop once the session is bound.
 	sendMu  sync.RWMutex
 	closing bool
-	out     chan []byte
+	out     chan outItem
 	quit    chan struct{}
 	final   []byte // written after the queue when quitting
 	wdone   chan struct{}
 	writing bool
 
 	stopRead atomic.Bool
+
+	sm       smState     // XEP-0198 stream management
+	carbons  atomic.Bool // XEP-0280 carbons enabled
+	inactive atomic.Bool // XEP-0352 client state: inactive
+	heldMu   sync.Mutex
+	held     map[string][]byte // presence held back while inactive, by sender
+	resumed  atomic.Bool       // another connection took this session over
+	// detachedLeft: the reading loop ended with the session detached,
+	// waiting for resumption; cleanup is finalizeDetached's job then.
+	detachedLeft bool
 
 	// Presence state, guarded by pmu.
 	pmu        sync.Mutex
@@ -142,9 +152,29 @@ func (s *Session) run() {
 		if err == errRestart {
 			continue
 		}
+		if s.bound && !s.resumed.Load() && s.resumable() && lostConnection(err) && !s.srv.shutdown.Load() {
+			s.detach()
+			s.detachedLeft = true
+			return
+		}
 		s.finish(err)
 		return
 	}
+}
+
+// lostConnection tells a dropped connection (worth waiting for a
+// resumption) from a stream that ended on purpose.
+func lostConnection(err error) bool {
+	var se *streamError
+	switch {
+	case errors.As(err, &se):
+		return se.cond == "connection-timeout"
+	case errors.Is(err, errClientClosed):
+		return false
+	case errors.Is(err, errIdle):
+		return true
+	}
+	return err != nil
 }
 
 // finish ends the connection after the stream loop stopped with err.
@@ -347,6 +377,8 @@ func (s *Session) features() []byte {
 		b.WriteString(`<session xmlns="` + nsSession + `"><optional/></session>`)
 		b.WriteString(`<ver xmlns="` + nsRosterV + `"/>`)
 		b.WriteString(`<sub xmlns="` + nsPreAppr + `"/>`)
+		b.WriteString(`<sm xmlns="` + nsSM + `"/>`)
+		b.WriteString(`<csi xmlns="` + nsCSI + `"/>`)
 	}
 	b.WriteString("</stream:features>")
 	return []byte(b.String())
@@ -370,6 +402,10 @@ func (s *Session) handle(el *Element) error {
 			return s.handleSASL(el)
 		}
 		return serr("not-authorized", "authenticate first")
+	case !s.bound && el.Space == nsSM && el.Local == "resume":
+		return s.handleResume(el)
+	case s.bound && el.Space != nsClient:
+		return s.handleNonza(el)
 	}
 	if el.Space != nsClient {
 		return serr("unsupported-stanza-type", "<%s xmlns='%s'> is not a stanza", el.Local, el.Space)
@@ -390,7 +426,9 @@ func (s *Session) handle(el *Element) error {
 		return serr("not-authorized", "bind a resource first")
 	}
 	s.srv.m.StanzasIn.Add(1)
-	return s.srv.route(s, el)
+	err := s.srv.route(s, el)
+	s.sm.handled()
+	return err
 }
 
 func (s *Session) startTLS() error {
@@ -413,7 +451,7 @@ func (s *Session) startTLS() error {
 // before the session is bound, when nothing else can write to it.
 func (s *Session) writeNow(b []byte) {
 	if s.writing {
-		s.send(b)
+		s.enqueue(outItem{b: b}, false)
 		return
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
@@ -421,10 +459,17 @@ func (s *Session) writeNow(b []byte) {
 	s.bw.Flush()
 }
 
+// outItem is one write: a stanza (counted by stream management) or a
+// nonza (an SM ack, a stream-level element).
+type outItem struct {
+	b      []byte
+	stanza bool
+}
+
 // startWriter hands writing over to a goroutine fed by the bounded queue.
 func (s *Session) startWriter() {
 	s.sendMu.Lock()
-	s.out = make(chan []byte, s.srv.cfg.QueueLength)
+	s.out = make(chan outItem, s.srv.cfg.QueueLength)
 	s.quit = make(chan struct{})
 	s.wdone = make(chan struct{})
 	s.writing = true
@@ -436,46 +481,56 @@ func (s *Session) writeLoop() {
 	defer close(s.wdone)
 	w := s.bw
 	timeout := s.srv.cfg.WriteTimeout
-	write := func(b []byte) bool {
-		if _, err := w.Write(b); err != nil {
-			return false
+	write := func(it outItem) bool {
+		if it.stanza {
+			s.sm.sent(it.b)
 		}
-		return true
+		_, err := w.Write(it.b)
+		return err == nil
 	}
-	ok := true
 	for {
 		select {
-		case b := <-s.out:
+		case it := <-s.out:
 			s.conn.SetWriteDeadline(time.Now().Add(timeout))
-			ok = ok && write(b)
+			ok := write(it)
 		drain:
 			for ok {
 				select {
-				case b := <-s.out:
-					ok = write(b)
+				case it := <-s.out:
+					ok = write(it)
 				default:
 					break drain
 				}
+			}
+			if ok && s.sm.wantAck() {
+				_, err := w.WriteString(`<r xmlns="` + nsSM + `"/>`)
+				ok = err == nil
 			}
 			if ok && w.Flush() != nil {
 				ok = false
 			}
 			if !ok {
-				s.conn.Close() // the reader notices and cleans up
+				// The connection is gone. Stop taking stanzas: what is
+				// queued stays queued for a resumed stream (XEP-0198) or
+				// for the offline store.
+				s.conn.Close()
+				<-s.quit
+				return
 			}
 		case <-s.quit:
 			s.conn.SetWriteDeadline(time.Now().Add(timeout))
+			ok := true
 			for ok {
 				select {
-				case b := <-s.out:
-					ok = write(b)
+				case it := <-s.out:
+					ok = write(it)
 					continue
 				default:
 				}
 				break
 			}
 			if ok && s.final != nil {
-				write(s.final)
+				w.Write(s.final)
 			}
 			w.Flush()
 			if tc, isTLS := s.conn.(*tls.Conn); isTLS && ok {
@@ -487,17 +542,39 @@ func (s *Session) writeLoop() {
 	}
 }
 
-// send queues b for the client without blocking. A client whose queue is
-// full is too slow: it is disconnected, and send reports false so the
-// caller can keep the stanza elsewhere (offline storage).
-func (s *Session) send(b []byte) bool {
+// send queues a stanza for the client without blocking. A client whose
+// queue is full is too slow: it is disconnected, and send reports false so
+// the caller can keep the stanza elsewhere (offline storage).
+func (s *Session) send(b []byte) bool { return s.enqueue(outItem{b: b, stanza: true}, false) }
+
+// sendWait queues a stanza, waiting for room; only the session's own
+// reading goroutine calls it, for stanzas it asked for (a roster, a page of
+// history), which may be many.
+func (s *Session) sendWait(b []byte) bool { return s.enqueue(outItem{b: b, stanza: true}, true) }
+
+// sendNonza queues a stream-level element (not counted by XEP-0198).
+func (s *Session) sendNonza(b []byte) bool { return s.enqueue(outItem{b: b}, false) }
+
+func (s *Session) enqueue(it outItem, wait bool) bool {
 	s.sendMu.RLock()
 	if s.closing || !s.writing {
 		s.sendMu.RUnlock()
 		return false
 	}
+	if wait {
+		defer s.sendMu.RUnlock()
+		select {
+		case s.out <- it:
+			s.srv.m.StanzasOut.Add(1)
+			return true
+		case <-s.quit:
+			return false
+		case <-s.srv.ctx.Done():
+			return false
+		}
+	}
 	select {
-	case s.out <- b:
+	case s.out <- it:
 		s.sendMu.RUnlock()
 		s.srv.m.StanzasOut.Add(1)
 		return true
@@ -506,7 +583,7 @@ func (s *Session) send(b []byte) bool {
 		s.srv.m.QueueDrops.Add(1)
 		s.srv.m.SlowClients.Add(1)
 		s.srv.log.Warn("client too slow; disconnecting", "jid", s.full.String(), "queued", len(s.out))
-		go s.closeWith(streamErrorBytes(&streamError{cond: "policy-violation", text: "too many stanzas waiting; the client is not reading"}))
+		go s.kill("policy-violation", "too many stanzas waiting; the client is not reading")
 		return false
 	}
 }
@@ -541,6 +618,26 @@ func (s *Session) waitWriter() {
 	}
 }
 
+// leftovers returns, once the writer has stopped, every stanza the client
+// may not have received: unacknowledged ones (with stream management) and
+// those still queued.
+func (s *Session) leftovers() [][]byte {
+	out := s.sm.unackedCopy()
+	if !s.writing {
+		return out
+	}
+	for {
+		select {
+		case it := <-s.out:
+			if it.stanza {
+				out = append(out, it.b)
+			}
+		default:
+			return out
+		}
+	}
+}
+
 // kill closes the session from another goroutine with a stream error (a
 // replaced resource, a slow client).
 func (s *Session) kill(cond, text string) {
@@ -559,11 +656,20 @@ func (s *Session) stopReading() {
 // cleanup runs when the reading loop ends: the session leaves the router
 // and its contacts see it go offline.
 func (s *Session) cleanup() {
-	if !s.bound {
+	if !s.bound || s.detachedLeft || s.resumed.Load() {
 		return
 	}
+	s.srv.forgetSM(s)
 	s.srv.router.Unbind(s)
 	s.srv.m.Bound.Add(-1)
+	s.sm.mu.Lock()
+	smOn := s.sm.on
+	s.sm.mu.Unlock()
+	if smOn {
+		// The client may not have received what it did not acknowledge.
+		s.waitWriter()
+		s.srv.salvage(s, s.leftovers())
+	}
 	s.srv.goOffline(s)
 }
 
