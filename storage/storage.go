@@ -131,6 +131,7 @@ type Store interface {
 	Rosters
 	Offline
 	UserData
+	Meetings
 	// Close releases the store; calls after Close return ErrClosed.
 	Close() error
 }
