@@ -68,6 +68,9 @@ type harness struct {
 
 type opt func(*Config, *roster.Config)
 
+// archiveOn, passed to newHarness, turns message history on.
+type archiveOn struct{}
+
 // withStore wraps the harness's store (for fault injection).
 func withStore(wrap func(storage.Store) storage.Store) opt {
 	return func(c *Config, r *roster.Config) {
@@ -81,7 +84,7 @@ func noDomainRoster(c *Config, r *roster.Config) { r.DomainRoster = false }
 // newHarness starts a server on 127.0.0.1 with users alice, bob, carol
 // (password "pw-<name>"), dave (not chat-enabled) and the alias sales
 // (alice, bob, carol).
-func newHarness(t testing.TB, opts ...opt) *harness {
+func newHarness(t testing.TB, opts ...any) *harness {
 	t.Helper()
 	dir := memdir.New()
 	for _, u := range []string{"alice", "bob", "carol"} {
@@ -104,11 +107,25 @@ func newHarness(t testing.TB, opts ...opt) *harness {
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	archive := false
 	for _, o := range opts {
-		o(&cfg, &rc)
+		switch o := o.(type) {
+		case opt:
+			o(&cfg, &rc)
+		case func(*Config, *roster.Config):
+			o(&cfg, &rc)
+		case archiveOn:
+			archive = true
+		default:
+			t.Fatalf("newHarness: unknown option %T", o)
+		}
 	}
 	cfg.Roster = roster.New(rc)
-	cfg.Chat = chat.New(chat.Config{Directory: cache, Store: cfg.Store, Local: func(d string) bool { return d == domain }, OfflineLimit: 50})
+	cc := chat.Config{Directory: cache, Store: cfg.Store, Local: func(d string) bool { return d == domain }, OfflineLimit: 50}
+	if archive {
+		cc.Archive = cfg.Store.(storage.Archive)
+	}
+	cfg.Chat = chat.New(cc)
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

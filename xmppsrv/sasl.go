@@ -24,6 +24,15 @@ func (s *Server) mechanisms() []string {
 	return []string{"PLAIN"}
 }
 
+// mechanisms are the server's mechanisms for this stream, with EXTERNAL
+// first when the webmail session vouches for the user.
+func (s *Session) mechanisms() []string {
+	if s.external != "" {
+		return append([]string{"EXTERNAL"}, s.srv.mechanisms()...)
+	}
+	return s.srv.mechanisms()
+}
+
 // saslFailure is a SASL failure condition (RFC 6120 6.5).
 type saslFailure struct {
 	cond, text string
@@ -114,11 +123,11 @@ func (s *Session) saslAuth(el *Element) error {
 	}
 	mech := el.Get("mechanism")
 	offered := false
-	for _, m := range s.srv.mechanisms() {
+	for _, m := range s.mechanisms() {
 		offered = offered || m == mech
 	}
 	if !offered {
-		return s.saslFail(&saslFailure{cond: "invalid-mechanism", text: "offered: " + strings.Join(s.srv.mechanisms(), ", ")})
+		return s.saslFail(&saslFailure{cond: "invalid-mechanism", text: "offered: " + strings.Join(s.mechanisms(), ", ")})
 	}
 	data, err := decodeB64(el)
 	if err != nil {
@@ -128,6 +137,17 @@ func (s *Session) saslAuth(el *Element) error {
 		return s.throttled(wait)
 	}
 	switch mech {
+	case "EXTERNAL":
+		user, err := s.normalizeUser(s.external)
+		if err != nil {
+			return s.saslFail(&saslFailure{cond: "not-authorized", text: err.Error()})
+		}
+		if az := string(data); az != "" {
+			if aj, err := jid.Parse(az); err != nil || aj.Bare() != user {
+				return s.saslFail(&saslFailure{cond: "invalid-authzid", text: "the webmail session is " + user.String()})
+			}
+		}
+		return s.authSucceeded(user, nil)
 	case "PLAIN":
 		return s.plain(data)
 	case "SCRAM-SHA-1":

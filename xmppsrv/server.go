@@ -81,6 +81,13 @@ type Config struct {
 	// that, whatever the client did not acknowledge goes to offline
 	// storage.
 	ResumeTimeout time.Duration
+	// WebOrigins are origins (https://mail.example.com) besides the
+	// request's own host whose pages may use the webmail session to log in
+	// over WebSocket.
+	WebOrigins []string
+	// TrustForwardedTLS accepts X-Forwarded-Proto: https from a reverse
+	// proxy that terminates TLS in front of the WebSocket endpoint.
+	TrustForwardedTLS bool
 	// Router maps bare JIDs to sessions; nil means an in-process router.
 	Router Router
 	// Version is reported by XEP-0092.

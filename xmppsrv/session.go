@@ -49,6 +49,10 @@ type Session struct {
 	remote string // remote IP, for the login throttle
 	direct bool   // direct TLS (XEP-0368)
 	secure bool   // TLS is on
+	ws     bool   // XMPP over WebSocket (RFC 7395)
+	// external is the user the host's webmail session vouches for on a
+	// WebSocket from a trusted origin: SASL EXTERNAL logs them in.
+	external string
 	id     string // stream id
 	domain string // stream's 'to'
 	lang   string
@@ -368,7 +372,7 @@ func (s *Session) features() []byte {
 			b.WriteString(`<starttls xmlns="` + nsTLS + `"/>`)
 		}
 		b.WriteString(`<mechanisms xmlns="` + nsSASL + `">`)
-		for _, m := range s.srv.mechanisms() {
+		for _, m := range s.mechanisms() {
 			b.WriteString("<mechanism>" + m + "</mechanism>")
 		}
 		b.WriteString("</mechanisms>")
