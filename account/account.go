@@ -8,6 +8,7 @@ package account
 import (
 	"context"
 	"errors"
+	"net/http"
 )
 
 // Sentinel errors a host returns; Parley checks them with errors.Is.
@@ -100,4 +101,14 @@ type SCRAMProvider interface {
 	// credentials for that hash (Parley then does not complete that
 	// mechanism for this user).
 	SCRAMCredentials(ctx context.Context, address, hash string) (SCRAMCredentials, error)
+}
+
+// RequestAuthenticator is an optional add-on to Authenticator that
+// recognises the host's own logged-in webmail session on an HTTP request,
+// so the chat panel in the webmail needs no second login. Parley honours it
+// only for requests from the page's own origin (or Config.WebOrigins).
+type RequestAuthenticator interface {
+	// AuthenticateRequest returns the full mail address of the user whose
+	// webmail session made r, or an error when there is none.
+	AuthenticateRequest(r *http.Request) (address string, err error)
 }

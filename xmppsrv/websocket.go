@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/parleyhq/parley/account"
 )
 
 const nsFraming = "urn:ietf:params:xml:ns:xmpp-framing"
@@ -42,7 +43,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	external := ""
-	if ra, ok := s.cfg.Auth.(RequestAuthenticator); ok && s.sameOrigin(r) {
+	if ra, ok := s.cfg.Auth.(account.RequestAuthenticator); ok && s.sameOrigin(r) {
 		if addr, err := ra.AuthenticateRequest(r); err == nil && addr != "" {
 			external = addr
 		}
@@ -69,15 +70,6 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.run()
-}
-
-// RequestAuthenticator is the optional add-on to the host's Authenticator
-// that recognises the host's own logged-in webmail session on an HTTP
-// request, so the chat panel needs no second login.
-type RequestAuthenticator interface {
-	// AuthenticateRequest returns the full mail address of the user whose
-	// webmail session made r, or an error when there is none.
-	AuthenticateRequest(r *http.Request) (address string, err error)
 }
 
 // sameOrigin reports whether a browser request comes from a page Parley
