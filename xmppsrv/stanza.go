@@ -106,10 +106,13 @@ func withTo(b []byte, to string) []byte {
 	return out.Bytes()
 }
 
-// parseElement parses one element from bytes (a stored vCard, say).
+// parseElement parses one element from bytes (a stored vCard, an archived
+// stanza). Stanzas are stored as written to a client stream, without
+// their namespace: jabber:client is the default.
 func parseElement(b []byte) (*Element, error) {
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.Strict = true
+	d.DefaultSpace = nsClient
 	for {
 		tok, err := d.Token()
 		if err != nil {
