@@ -341,6 +341,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		for _, sess := range sessions {
+			sess.closeWith(nil) // also wakes readers waiting for queue room
 			sess.conn.Close()
 		}
 		s.cancel()

@@ -72,9 +72,12 @@ type Session struct {
 	scram        *scramState
 
 	// Outgoing queue, drained by writeLoop once the session is bound.
-	sendMu  sync.RWMutex
+	qmu     sync.Mutex
+	qroom   *sync.Cond // signalled when the writer makes room
 	closing bool
-	out     chan outItem
+	queue   []outItem
+	wfailed bool // the writer hit a dead connection
+	notify  chan struct{} // a wake-up for the writer, capacity 1
 	quit    chan struct{}
 	final   []byte // written after the queue when quitting
 	wdone   chan struct{}
@@ -472,13 +475,26 @@ type outItem struct {
 
 // startWriter hands writing over to a goroutine fed by the bounded queue.
 func (s *Session) startWriter() {
-	s.sendMu.Lock()
-	s.out = make(chan outItem, s.srv.cfg.QueueLength)
+	s.qmu.Lock()
+	s.qroom = sync.NewCond(&s.qmu)
+	s.notify = make(chan struct{}, 1)
 	s.quit = make(chan struct{})
 	s.wdone = make(chan struct{})
 	s.writing = true
-	s.sendMu.Unlock()
+	s.qmu.Unlock()
 	go s.writeLoop()
+}
+
+// take removes and returns everything queued, and wakes senders waiting
+// for room. The queue costs nothing while empty: an idle connection holds
+// no buffer for it.
+func (s *Session) take() []outItem {
+	s.qmu.Lock()
+	batch := s.queue
+	s.queue = nil
+	s.qroom.Broadcast()
+	s.qmu.Unlock()
+	return batch
 }
 
 func (s *Session) writeLoop() {
@@ -494,16 +510,15 @@ func (s *Session) writeLoop() {
 	}
 	for {
 		select {
-		case it := <-s.out:
+		case <-s.notify:
 			s.conn.SetWriteDeadline(time.Now().Add(timeout))
-			ok := write(it)
-		drain:
-			for ok {
-				select {
-				case it := <-s.out:
-					ok = write(it)
-				default:
-					break drain
+			ok := true
+			for batch := s.take(); ok && len(batch) > 0; batch = s.take() {
+				for i, it := range batch {
+					if ok = write(it); !ok {
+						s.requeue(batch[i+1:])
+						break
+					}
 				}
 			}
 			if ok && s.sm.wantAck() {
@@ -518,20 +533,20 @@ func (s *Session) writeLoop() {
 				// queued stays queued for a resumed stream (XEP-0198) or
 				// for the offline store.
 				s.conn.Close()
+				s.qmu.Lock()
+				s.wfailed = true
+				s.qroom.Broadcast()
+				s.qmu.Unlock()
 				<-s.quit
 				return
 			}
 		case <-s.quit:
 			s.conn.SetWriteDeadline(time.Now().Add(timeout))
 			ok := true
-			for ok {
-				select {
-				case it := <-s.out:
-					ok = write(it)
-					continue
-				default:
+			for _, it := range s.take() {
+				if ok = write(it); !ok {
+					break
 				}
-				break
 			}
 			if ok && s.final != nil {
 				w.Write(s.final)
@@ -544,6 +559,13 @@ func (s *Session) writeLoop() {
 			return
 		}
 	}
+}
+
+// requeue puts back what the writer took but could not write.
+func (s *Session) requeue(items []outItem) {
+	s.qmu.Lock()
+	s.queue = append(append([]outItem(nil), items...), s.queue...)
+	s.qmu.Unlock()
 }
 
 // send queues a stanza for the client without blocking. A client whose
@@ -560,50 +582,55 @@ func (s *Session) sendWait(b []byte) bool { return s.enqueue(outItem{b: b, stanz
 func (s *Session) sendNonza(b []byte) bool { return s.enqueue(outItem{b: b}, false) }
 
 func (s *Session) enqueue(it outItem, wait bool) bool {
-	s.sendMu.RLock()
+	max := s.srv.cfg.QueueLength
+	s.qmu.Lock()
 	if s.closing || !s.writing {
-		s.sendMu.RUnlock()
+		s.qmu.Unlock()
 		return false
 	}
-	if wait {
-		defer s.sendMu.RUnlock()
-		select {
-		case s.out <- it:
-			s.srv.m.StanzasOut.Add(1)
-			return true
-		case <-s.quit:
+	if len(s.queue) >= max {
+		if !wait {
+			n := len(s.queue)
+			s.qmu.Unlock()
+			s.srv.m.QueueDrops.Add(1)
+			s.srv.m.SlowClients.Add(1)
+			s.srv.log.Warn("client too slow; disconnecting", "jid", s.full.String(), "queued", n)
+			go s.kill("policy-violation", "too many stanzas waiting; the client is not reading")
 			return false
-		case <-s.srv.ctx.Done():
+		}
+		for len(s.queue) >= max && !s.closing && !s.wfailed {
+			s.qroom.Wait()
+		}
+		if s.closing || s.wfailed {
+			s.qmu.Unlock()
 			return false
 		}
 	}
+	s.queue = append(s.queue, it)
+	s.qmu.Unlock()
 	select {
-	case s.out <- it:
-		s.sendMu.RUnlock()
-		s.srv.m.StanzasOut.Add(1)
-		return true
+	case s.notify <- struct{}{}:
 	default:
-		s.sendMu.RUnlock()
-		s.srv.m.QueueDrops.Add(1)
-		s.srv.m.SlowClients.Add(1)
-		s.srv.log.Warn("client too slow; disconnecting", "jid", s.full.String(), "queued", len(s.out))
-		go s.kill("policy-violation", "too many stanzas waiting; the client is not reading")
-		return false
 	}
+	s.srv.m.StanzasOut.Add(1)
+	return true
 }
 
 // closeWith stops the writer after it flushed the queue, writing final
 // last. Safe to call more than once and from any goroutine.
 func (s *Session) closeWith(final []byte) {
-	s.sendMu.Lock()
+	s.qmu.Lock()
 	if s.closing {
-		s.sendMu.Unlock()
+		s.qmu.Unlock()
 		return
 	}
 	s.closing = true
 	s.final = final
 	writing := s.writing
-	s.sendMu.Unlock()
+	if writing {
+		s.qroom.Broadcast()
+	}
+	s.qmu.Unlock()
 	if writing {
 		close(s.quit)
 		return
@@ -630,16 +657,12 @@ func (s *Session) leftovers() [][]byte {
 	if !s.writing {
 		return out
 	}
-	for {
-		select {
-		case it := <-s.out:
-			if it.stanza {
-				out = append(out, it.b)
-			}
-		default:
-			return out
+	for _, it := range s.take() {
+		if it.stanza {
+			out = append(out, it.b)
 		}
 	}
+	return out
 }
 
 // kill closes the session from another goroutine with a stream error (a
