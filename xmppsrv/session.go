@@ -116,7 +116,7 @@ func newSession(srv *Server, c net.Conn, direct bool) *Session {
 		lang:   "en",
 	}
 	s.reader = newStanzaReader(s, c, srv.cfg.MaxStanzaSize)
-	s.bw = bufio.NewWriterSize(c, 4096)
+	s.bw = bufio.NewWriterSize(c, 2048)
 	return s
 }
 
@@ -450,7 +450,7 @@ func (s *Session) startTLS() error {
 	s.conn = tc
 	s.secure = true
 	s.reader = newStanzaReader(s, tc, s.srv.cfg.MaxStanzaSize)
-	s.bw = bufio.NewWriterSize(tc, 4096)
+	s.bw = bufio.NewWriterSize(tc, 2048)
 	return errRestart
 }
 
@@ -482,6 +482,8 @@ func (s *Session) startWriter() {
 	s.wdone = make(chan struct{})
 	s.writing = true
 	s.qmu.Unlock()
+	s.bw.Flush()
+	s.bw = nil
 	go s.writeLoop()
 }
 
@@ -497,9 +499,13 @@ func (s *Session) take() []outItem {
 	return batch
 }
 
+// writers pools the write buffers of bound sessions: a buffer is held only
+// while there is something to write, not by every idle connection.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
 func (s *Session) writeLoop() {
 	defer close(s.wdone)
-	w := s.bw
+	var w *bufio.Writer
 	timeout := s.srv.cfg.WriteTimeout
 	write := func(it outItem) bool {
 		if it.stanza {
@@ -508,9 +514,19 @@ func (s *Session) writeLoop() {
 		_, err := w.Write(it.b)
 		return err == nil
 	}
+	get := func() {
+		w = writers.Get().(*bufio.Writer)
+		w.Reset(s.conn)
+	}
+	put := func() {
+		w.Reset(nil)
+		writers.Put(w)
+		w = nil
+	}
 	for {
 		select {
 		case <-s.notify:
+			get()
 			s.conn.SetWriteDeadline(time.Now().Add(timeout))
 			ok := true
 			for batch := s.take(); ok && len(batch) > 0; batch = s.take() {
@@ -528,6 +544,7 @@ func (s *Session) writeLoop() {
 			if ok && w.Flush() != nil {
 				ok = false
 			}
+			put()
 			if !ok {
 				// The connection is gone. Stop taking stanzas: what is
 				// queued stays queued for a resumed stream (XEP-0198) or
@@ -541,6 +558,8 @@ func (s *Session) writeLoop() {
 				return
 			}
 		case <-s.quit:
+			get()
+			defer put()
 			s.conn.SetWriteDeadline(time.Now().Add(timeout))
 			ok := true
 			for _, it := range s.take() {
@@ -719,7 +738,9 @@ type stanzaReader struct {
 
 func newStanzaReader(s *Session, c net.Conn, max int) *stanzaReader {
 	r := &stanzaReader{s: s, c: c, max: max}
-	r.br = bufio.NewReaderSize(deadlineReader{r}, 4096)
+	// Small: TLS buffers records below this, and an idle connection keeps
+	// this buffer for as long as it is open.
+	r.br = bufio.NewReaderSize(deadlineReader{r}, 1024)
 	return r
 }
 
