@@ -288,14 +288,14 @@ type Message struct {
 
 // File is a file shared in a meeting.
 type File struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	ContentType string    `json:"contentType"`
-	Size        int64     `json:"size"`
-	Uploader    string    `json:"uploader"`
-	UploaderName string   `json:"uploaderName"`
-	Stamp       time.Time `json:"stamp"`
-	ref         string
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	ContentType  string    `json:"contentType"`
+	Size         int64     `json:"size"`
+	Uploader     string    `json:"uploader"`
+	UploaderName string    `json:"uploaderName"`
+	Stamp        time.Time `json:"stamp"`
+	ref          string
 }
 
 // Usage is the file storage card: how many files a meeting holds and

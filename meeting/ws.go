@@ -231,4 +231,3 @@ func (s *Service) command(ctx context.Context, cred string, cmd command) error {
 	}
 	return fmt.Errorf("%w: unknown command %q", ErrBadRequest, cmd.Type)
 }
-
