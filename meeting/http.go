@@ -683,10 +683,13 @@ func (s *Service) apiJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if t.GuestID != "" {
+		// MaxAge rather than Expires: the browser counts from its own
+		// clock. The path defaults to the join API's, the only place the
+		// cookie is read, wherever the host mounted the handler.
 		exp := s.now().Add(s.cfg.GuestTTL)
 		http.SetCookie(w, &http.Cookie{
 			Name: s.cfg.GuestCookie, Value: signGuest(s.cfg.Secret, t.GuestID, exp),
-			Expires: exp, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+			MaxAge: int(s.cfg.GuestTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteLaxMode,
 			Secure: r.TLS != nil || s.cfg.SecureCookies,
 		})
 	}
