@@ -11,7 +11,11 @@
 //   - the embedded bbolt store under a data directory;
 //   - XMPP on 5222 (STARTTLS) and 5223 (direct TLS) with a self-signed
 //     certificate made on first run;
-//   - Parley's HTTP handler and metrics mounted on the host's own mux;
+//   - Parley's HTTP handler, host-meta discovery and metrics mounted on the
+//     host's own mux;
+//   - a toy webmail at https://localhost:8443/: log in as a demo user and
+//     the chat panel (<parley-chat>) in its header logs in to chat with
+//     the webmail session, no second password (webmail.go);
 //   - a clean shutdown on SIGINT or SIGTERM.
 //
 // Run it with
@@ -30,7 +34,7 @@
 //	-users FILE            users and aliases (JSON, see below) instead of demo users
 //	-xmpp-addr :5222       XMPP with STARTTLS
 //	-xmpps-addr :5223      XMPP with direct TLS
-//	-http-addr :8443       HTTPS: Parley under /parley/, metrics at /metrics
+//	-http-addr :8443       HTTPS: the toy webmail at /, Parley under /parley/, metrics at /metrics
 //	-domain-roster=true    every chat-enabled user of the domain sees every other
 //	-log-level info        debug, info, warn or error
 //	-allow-unencrypted     let clients log in without TLS (tests only)
@@ -64,6 +68,7 @@ import (
 
 	"github.com/parleyhq/parley"
 	"github.com/parleyhq/parley/account/memdir"
+	"github.com/parleyhq/parley/web"
 )
 
 func main() {
@@ -140,10 +145,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.allowUnencrypted {
 		log.Warn("-allow-unencrypted: passwords may cross the network in the clear; use it for tests on loopback only")
 	}
+	sessions := newSessions()
 	srv, err := parley.New(parley.Config{
 		Domains:             domains,
 		Directory:           dir,
-		Authenticator:       dir,
+		Authenticator:       hostAuth{Dir: dir, sessions: sessions},
 		TLS:                 tlsConf,
 		AllowUnencrypted:    o.allowUnencrypted,
 		DataDir:             o.data,
@@ -172,13 +178,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	xmppLn, xmppsLn, httpLn := lns[0], lns[1], lns[2]
 
 	mux := http.NewServeMux()
-	mux.Handle("/parley/", http.StripPrefix("/parley", srv.Handler()))
+	wm := &webmail{dir: dir, sessions: sessions, domains: domains, log: log}
+	wm.mount(mux, srv, web.PanelHandler())
 	mux.Handle("/metrics", srv.MetricsHandler())
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Parley example host for %s.\n\nParley's web endpoints: /parley/\nMetrics: /metrics\nXMPP: %s (STARTTLS), %s (direct TLS)\n",
-			strings.Join(domains, ", "), xmppLn.Addr(), xmppsLn.Addr())
-	})
 	httpSrv := &http.Server{
 		Handler:           mux,
 		TLSConfig:         tlsConf.Clone(),
@@ -253,7 +255,7 @@ func printBanner(w io.Writer, o options, u *usersSource, domains []string, certF
 	fmt.Fprintf(&b, "\nParley example host is running for %s\n\n", strings.Join(domains, ", "))
 	fmt.Fprintf(&b, "  XMPP, STARTTLS     %s\n", xmpp)
 	fmt.Fprintf(&b, "  XMPP, direct TLS   %s\n", xmpps)
-	fmt.Fprintf(&b, "  HTTPS              %s   (https://localhost:%d/, metrics at /metrics)\n", https, port(https))
+	fmt.Fprintf(&b, "  HTTPS              %s   (webmail with chat: https://localhost:%d/, metrics at /metrics)\n", https, port(https))
 	fmt.Fprintf(&b, "  data directory     %s\n", o.data)
 	fmt.Fprintf(&b, "  certificate        %s (self-signed: accept it in your client)\n\n", certFile)
 	if u.demo {

@@ -1,0 +1,1486 @@
+// <parley-chat>: Parley's chat panel for a webmail page. One script tag and
+// one element:
+//
+//   <script type="module" src="/parley/panel/parley-chat.js"></script>
+//   <parley-chat></parley-chat>
+//
+// It speaks XMPP over WebSocket to Parley (see xmpp.js), logs in with the
+// webmail session (SASL EXTERNAL) or, when the server does not offer that,
+// with a login form. README.md documents the attributes, CSS custom
+// properties, JavaScript API and events.
+
+import { Client, NS, x, child, children, childText, bare, randomID, StanzaError } from './xmpp.js';
+import { linkify } from './linkify.js';
+
+const here = new URL('.', import.meta.url);
+
+// The chat view opens on the most recent HISTORY_LINES messages of the
+// last HISTORY_DAYS days, as in the webmail products users know; older
+// pages come as they scroll up.
+const HISTORY_LINES = 75;
+const HISTORY_DAYS = 30;
+// At most LIST_CAP contacts are drawn at once: with thousands of users on
+// a domain, typing in "Chat with..." narrows the list instead.
+const LIST_CAP = 200;
+// Parley's domain roster puts the domain's aliases in this group.
+const ALIAS_GROUP = 'Aliases';
+
+export const INVALID_CONTACT = "Invalid value for the name and XMPP address. Please use the format 'Name <username@example.org>'";
+
+const STATUS_LABEL = { available: 'Available', chat: 'Available', away: 'Away', xa: 'Away', dnd: 'Do not disturb', offline: 'Offline' };
+const SHOW_RANK = { chat: 0, available: 1, away: 2, xa: 3, dnd: 4 };
+const OWN_STATUSES = [['available', 'Available'], ['away', 'Away'], ['dnd', 'Do Not Disturb'], ['offline', 'Offline']];
+
+// Actions (...) of a conversation. Files and calls come from later work,
+// which registers them with ParleyChat.defineAction; until then they show
+// disabled, with a title that says so.
+const actions = new Map([
+  ['file', { label: 'Send a file', later: 'Sending files comes in a later release', run: null }],
+  ['audio', { label: 'Audio call', later: 'Audio calls come in a later release', run: null }],
+  ['video', { label: 'Video call', later: 'Video calls come in a later release', run: null }],
+]);
+
+const icon = {
+  chat: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/></svg>',
+  burger: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 6h18M3 12h18M3 18h18"/></svg>',
+  popout: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M14 4h6v6M20 4l-9 9M18 14v5a1 1 0 0 1-1 1H5a1 1 0 0 1-1-1V7a1 1 0 0 1 1-1h5"/></svg>',
+  close: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg>',
+  add: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 5v14M5 12h14"/></svg>',
+  more: '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="5" cy="12" r="1.6"/><circle cx="12" cy="12" r="1.6"/><circle cx="19" cy="12" r="1.6"/></svg>',
+  search: '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="11" cy="11" r="6"/><path d="M20 20l-4.5-4.5"/></svg>',
+  back: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M15 5l-7 7 7 7"/></svg>',
+  send: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 12l16-8-6 16-2.5-6.5z"/></svg>',
+};
+
+const template = `
+<button class="launcher" type="button" aria-haspopup="dialog" aria-expanded="false" aria-label="Chat">
+  ${icon.chat}<span class="badge" hidden></span>
+</button>
+<section class="panel" role="dialog" aria-label="Chat" hidden>
+  <header class="bar">
+    <button class="icon burger" type="button" aria-label="Show or hide the contact list" aria-expanded="true">${icon.burger}</button>
+    <h2 class="title">Chat</h2>
+    <span class="conn" role="status" aria-live="polite"></span>
+    <span class="spacer"></span>
+    <div class="menu-wrap">
+      <button class="me" type="button" aria-haspopup="menu" aria-expanded="false" aria-label="Your status">
+        <span class="avatar"></span><span class="dot"></span>
+      </button>
+      <div class="menu status-menu" role="menu" aria-label="Your status" hidden>
+        <div class="menu-head"><strong class="me-name"></strong><span class="me-jid"></span></div>
+        ${OWN_STATUSES.map(([s, l]) => `<button type="button" role="menuitemradio" aria-checked="false" data-status="${s}"><span class="dot ${s}"></span>${l}</button>`).join('')}
+        <hr>
+        <button type="button" role="menuitemcheckbox" aria-checked="true" data-action="show-offline">Show offline contacts</button>
+        <button type="button" role="menuitem" data-action="notifications">Desktop notifications…</button>
+      </div>
+    </div>
+    <button class="icon popout" type="button" aria-label="Open chat in its own window" title="Open in its own window">${icon.popout}</button>
+    <button class="icon close" type="button" aria-label="Close chat" title="Close">${icon.close}</button>
+  </header>
+  <div class="notice" role="alert" hidden></div>
+  <div class="body">
+    <nav class="side" aria-label="Contacts">
+      <div class="chatwith">
+        <input type="search" class="filter" placeholder="Chat with..." aria-label="Chat with: type a name or address" autocomplete="off" spellcheck="false">
+      </div>
+      <div class="invites" hidden>
+        <h3>Invitations</h3>
+        <ul class="invite-list"></ul>
+      </div>
+      <div class="list-head">
+        <h3>Contacts</h3>
+        <button class="icon add" type="button" aria-label="Add a contact" title="Add a contact">${icon.add}</button>
+      </div>
+      <ul class="list" aria-label="Contacts"></ul>
+      <p class="list-more" hidden></p>
+    </nav>
+    <main class="conv" aria-label="Conversation">
+      <div class="placeholder">
+        <p>Choose a contact, or type a name in <em>Chat with...</em>, to start chatting.</p>
+      </div>
+      <form class="login" hidden>
+        <h3>Log in to chat</h3>
+        <label>Address <input name="address" type="email" autocomplete="username" required></label>
+        <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+        <p class="error" role="alert"></p>
+        <button type="submit" class="primary">Log in</button>
+      </form>
+      <div class="thread" hidden>
+        <header class="conv-head">
+          <button class="icon back" type="button" aria-label="Back to contacts">${icon.back}</button>
+          <span class="avatar peer-avatar"></span>
+          <div class="who"><strong class="peer-name"></strong><span class="peer-status"></span></div>
+          <button class="icon search-toggle" type="button" aria-label="Search this conversation" title="Search history">${icon.search}</button>
+          <div class="menu-wrap">
+            <button class="icon actions" type="button" aria-haspopup="menu" aria-expanded="false" aria-label="Actions" title="Actions">${icon.more}</button>
+            <div class="menu actions-menu" role="menu" aria-label="Actions" hidden></div>
+          </div>
+        </header>
+        <form class="search" role="search" hidden>
+          <input type="search" name="q" placeholder="Search this conversation" aria-label="Search this conversation">
+          <button type="submit">Search</button>
+          <button type="button" class="search-close">Close</button>
+        </form>
+        <div class="results" role="region" aria-label="Search results" hidden></div>
+        <div class="log" role="log" aria-label="Messages" tabindex="0"></div>
+        <div class="typing" aria-live="polite"></div>
+        <form class="compose">
+          <textarea rows="1" maxlength="10000" placeholder="Type a message" aria-label="Message"></textarea>
+          <button type="submit" class="send" aria-label="Send">${icon.send}</button>
+        </form>
+      </div>
+    </main>
+  </div>
+  <dialog class="add-dialog" aria-labelledby="add-title">
+    <form class="add-form">
+      <h3 id="add-title">Add a contact</h3>
+      <label for="add-who">Search name or email address</label>
+      <input id="add-who" name="who" autocomplete="off" spellcheck="false" role="combobox" aria-autocomplete="list"
+        aria-expanded="false" aria-controls="add-results" placeholder="Name, address, or Name &lt;user@other.example&gt;">
+      <ul id="add-results" class="add-results" role="listbox" aria-label="People found"></ul>
+      <label for="add-groups">Groups <span class="hint">(optional, separated by commas)</span></label>
+      <input id="add-groups" name="groups" autocomplete="off">
+      <p class="error" role="alert"></p>
+      <div class="buttons">
+        <button type="button" class="cancel">Cancel</button>
+        <button type="submit" class="primary">Add</button>
+      </div>
+    </form>
+  </dialog>
+</section>`;
+
+function initials(name) {
+  const words = String(name || '?').replace(/@.*/, '').split(/[\s._-]+/).filter(Boolean);
+  return ((words[0]?.[0] || '?') + (words.length > 1 ? words.at(-1)[0] : '')).toUpperCase();
+}
+
+function localPart(jid) {
+  return String(jid).split('@')[0];
+}
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
+
+function dayLabel(d) {
+  const today = new Date();
+  const start = (t) => new Date(t.getFullYear(), t.getMonth(), t.getDate()).getTime();
+  const diff = Math.round((start(today) - start(d)) / 86400000);
+  if (diff === 0) return 'Today';
+  if (diff === 1) return 'Yesterday';
+  return dayFmt.format(d);
+}
+
+function h(tag, props = {}, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k in el && !k.includes('-')) el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  el.append(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
+  return el;
+}
+
+function store(key, value) {
+  try {
+    if (value === undefined) localStorage.removeItem(key);
+    else localStorage.setItem(key, value);
+  } catch { /* storage may be off */ }
+}
+
+function load(key) {
+  try { return localStorage.getItem(key); } catch { return null; }
+}
+
+export class ParleyChat extends HTMLElement {
+  static get observedAttributes() { return ['open', 'mode', 'endpoint', 'domain']; }
+
+  // defineAction makes an Actions (...) entry work: id is 'file', 'audio',
+  // 'video' or a new one; run(ctx) gets {element, with, files} (files when
+  // files were dropped on the conversation).
+  static defineAction(id, { label, run }) {
+    const cur = actions.get(id) || {};
+    actions.set(id, { ...cur, label: label || cur.label || id, run });
+  }
+
+  constructor() {
+    super();
+    this.contacts = new Map(); // bare JID -> contact
+    this.convs = new Map(); // bare JID -> conversation
+    this.invites = new Map(); // bare JID -> {jid, name}
+    this.active = ''; // bare JID of the open conversation
+    this.me = { jid: '', name: '' };
+    this.myStatus = ['available', 'away', 'dnd', 'offline'].includes(load('parley.status')) ? load('parley.status') : 'available';
+    this.showOffline = load('parley.showOffline') !== '0';
+    this.rosterVer = null;
+    this.sideClosed = false;
+    this.narrow = false;
+    this.unread = 0;
+    this.titleBase = '';
+    this.filterText = '';
+    this._renderQueued = false;
+    this._onVisibility = () => this._visibilityChanged();
+  }
+
+  // ---- element lifecycle ----
+
+  connectedCallback() {
+    if (!this.shadowRoot) this._build();
+    document.addEventListener('visibilitychange', this._onVisibility);
+    if (!this.client) this._startClient();
+    this._reflectOpen();
+  }
+
+  disconnectedCallback() {
+    document.removeEventListener('visibilitychange', this._onVisibility);
+    this.client?.stop();
+    this.client = null;
+  }
+
+  attributeChangedCallback(name) {
+    if (!this.shadowRoot) return;
+    if (name === 'open' || name === 'mode') this._reflectOpen();
+    if ((name === 'endpoint' || name === 'domain') && this.client) {
+      this.client.stop();
+      this.client = null;
+      this._startClient();
+    }
+  }
+
+  get endpoint() {
+    const attr = this.getAttribute('endpoint');
+    const u = attr ? new URL(attr, location.href) : new URL('../ws', here);
+    if (u.protocol === 'https:') u.protocol = 'wss:';
+    else if (u.protocol === 'http:') u.protocol = 'ws:';
+    return u.href;
+  }
+
+  get searchURL() {
+    const attr = this.getAttribute('search-url');
+    if (attr) return new URL(attr, location.href).href;
+    const u = new URL('../api/search', this.endpoint.replace(/^ws/, 'http'));
+    return u.href;
+  }
+
+  get full() { return this.getAttribute('mode') === 'full'; }
+
+  get open() { return this.full || this.hasAttribute('open'); }
+  set open(v) { this.toggleAttribute('open', !!v); }
+
+  // unreadCount is the number of messages not yet seen.
+  get unreadCount() { return this.unread; }
+
+  // status is the panel's own status: available, away, dnd or offline.
+  get status() { return this.myStatus; }
+
+  // openChat opens the panel on the conversation with address.
+  openChat(address) {
+    const jid = bare(String(address || '').trim().replace(/^xmpp:/, ''));
+    if (!/^[^@\s]+@[^@\s]+$/.test(jid)) throw new TypeError('openChat: not an address: ' + address);
+    this.open = true;
+    this._openConv(jid);
+  }
+
+  // setStatus sets the panel's own status: available, away, dnd, or
+  // offline (the panel's session goes unavailable and disconnects; other
+  // clients of the user keep theirs).
+  setStatus(status) {
+    if (!['available', 'away', 'dnd', 'offline'].includes(status)) throw new TypeError('setStatus: unknown status ' + status);
+    this.myStatus = status;
+    store('parley.status', status);
+    if (status === 'offline') {
+      this.client?.stop();
+      for (const c of this.contacts.values()) c.resources.clear();
+    } else if (this.client?.state === 'online') {
+      this._sendPresence();
+    } else {
+      this.client?.start();
+    }
+    this._emitStatus();
+    this._render();
+  }
+
+  // ---- building ----
+
+  _build() {
+    const root = this.attachShadow({ mode: 'open' });
+    const css = h('link', { rel: 'stylesheet', href: new URL('panel.css', here).href });
+    root.append(css);
+    const wrap = document.createElement('div');
+    wrap.className = 'root';
+    wrap.innerHTML = template; // static markup only: user data goes in with textContent
+    root.append(wrap);
+    const $ = (s) => root.querySelector(s);
+    this.$ = {
+      root: wrap, launcher: $('.launcher'), badge: $('.badge'), panel: $('.panel'), burger: $('.burger'), conn: $('.conn'),
+      me: $('.me'), meAvatar: $('.me .avatar'), meDot: $('.me .dot'), statusMenu: $('.status-menu'), meName: $('.me-name'), meJID: $('.me-jid'),
+      popout: $('.popout'), close: $('.close'), notice: $('.notice'), side: $('.side'), filter: $('.filter'), invites: $('.invites'),
+      inviteList: $('.invite-list'), add: $('.add'), list: $('.list'), listMore: $('.list-more'), conv: $('.conv'), placeholder: $('.placeholder'),
+      login: $('.login'), thread: $('.thread'), back: $('.back'), peerAvatar: $('.peer-avatar'), peerName: $('.peer-name'), peerStatus: $('.peer-status'),
+      searchToggle: $('.search-toggle'), actions: $('.actions'), actionsMenu: $('.actions-menu'), search: $('.search'), results: $('.results'),
+      log: $('.log'), typing: $('.typing'), compose: $('.compose'), text: $('.compose textarea'),
+      addDialog: $('.add-dialog'), addForm: $('.add-form'), addWho: $('#add-who'), addResults: $('#add-results'), addGroups: $('#add-groups'),
+      addError: $('.add-form .error'),
+    };
+    const s = this.$;
+    s.panel.hidden = true;
+    s.launcher.addEventListener('click', () => { this.open = !this.open; if (this.open) this._askNotifications(false); });
+    s.close.addEventListener('click', () => { this.open = false; s.launcher.focus(); });
+    s.popout.addEventListener('click', () => this._popOut());
+    s.burger.addEventListener('click', () => this._toggleSide());
+    s.back.addEventListener('click', () => this._toggleSide(true));
+    s.me.addEventListener('click', () => this._toggleMenu(s.statusMenu, s.me));
+    s.statusMenu.addEventListener('click', (e) => this._statusMenuClick(e));
+    s.actions.addEventListener('click', () => { this._fillActions(); this._toggleMenu(s.actionsMenu, s.actions); });
+    s.actionsMenu.addEventListener('click', (e) => this._actionClick(e));
+    for (const m of [s.statusMenu, s.actionsMenu]) m.addEventListener('keydown', (e) => this._menuKey(e, m));
+    s.filter.addEventListener('input', () => { this.filterText = s.filter.value; this._renderList(); });
+    s.filter.addEventListener('keydown', (e) => this._filterKey(e));
+    s.list.addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-jid]');
+      if (b) this._openConv(b.dataset.jid);
+    });
+    s.list.addEventListener('keydown', (e) => this._listKey(e));
+    s.inviteList.addEventListener('click', (e) => this._inviteClick(e));
+    s.add.addEventListener('click', () => this._openAdd());
+    s.compose.addEventListener('submit', (e) => { e.preventDefault(); this._sendFromBox(); });
+    s.text.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); this._sendFromBox(); }
+    });
+    s.text.addEventListener('input', () => { this._autosize(); this._typing(); });
+    s.log.addEventListener('scroll', () => this._logScrolled());
+    s.log.addEventListener('click', (e) => { if (e.target.closest('.older button')) this._loadOlder(); });
+    s.searchToggle.addEventListener('click', () => this._toggleSearch());
+    s.search.addEventListener('submit', (e) => { e.preventDefault(); this._runSearch(); });
+    root.querySelector('.search-close').addEventListener('click', () => this._toggleSearch(false));
+    s.login.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const f = new FormData(s.login);
+      s.login.querySelector('.error').textContent = '';
+      this.client.login(String(f.get('address')).trim(), String(f.get('password')));
+    });
+    this._wireAddDialog();
+    // Drag files onto the conversation: the file action, once defined.
+    s.thread.addEventListener('dragover', (e) => { if (actions.get('file')?.run && e.dataTransfer?.types.includes('Files')) e.preventDefault(); });
+    s.thread.addEventListener('drop', (e) => {
+      const a = actions.get('file');
+      if (!a?.run || !e.dataTransfer?.files.length) return;
+      e.preventDefault();
+      a.run({ element: this, with: this.active, files: [...e.dataTransfer.files] });
+    });
+    root.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape') return;
+      const openMenu = [s.statusMenu, s.actionsMenu].find((m) => !m.hidden);
+      if (openMenu) { this._closeMenus(); e.stopPropagation(); return; }
+      if (!this.full && this.open && !s.addDialog.open) { this.open = false; s.launcher.focus(); }
+    });
+    root.addEventListener('click', (e) => {
+      if (!e.target.closest('.menu-wrap')) this._closeMenus();
+    });
+    new ResizeObserver(([entry]) => {
+      const narrow = entry.contentRect.width < 600;
+      if (narrow !== this.narrow) {
+        this.narrow = narrow;
+        this.sideClosed = narrow && !!this.active;
+        this._layout();
+      }
+    }).observe(s.panel);
+    this._renderStatus();
+  }
+
+  _startClient() {
+    const client = new Client({ url: this.endpoint, domain: this.getAttribute('domain') || '' });
+    this.client = client;
+    client.setActive(document.visibilityState === 'visible');
+    client.addEventListener('state', (e) => this._clientState(e.detail));
+    client.addEventListener('session', (e) => this._session(e.detail));
+    client.addEventListener('message', (e) => this._message(e.detail.el));
+    client.addEventListener('presence', (e) => this._presence(e.detail.el));
+    client.addEventListener('rosterpush', (e) => this._rosterItems(e.detail.el, true));
+    if (this.myStatus !== 'offline') client.start();
+    else this._clientState({ state: 'offline' });
+  }
+
+  // ---- connection and session ----
+
+  _clientState({ state, error, retryIn }) {
+    const s = this.$;
+    const text = {
+      connecting: 'Connecting…',
+      disconnected: `Connection lost; trying again in ${Math.ceil((retryIn || 0) / 1000)}s…`,
+      offline: 'Offline',
+      'auth-failed': 'Chat could not log in',
+      login: '',
+      online: '',
+    }[state] ?? '';
+    s.conn.textContent = text;
+    s.conn.dataset.state = state;
+    s.login.hidden = state !== 'login';
+    if (state === 'login') {
+      s.login.querySelector('.error').textContent = error || '';
+      s.placeholder.hidden = true;
+      s.thread.hidden = true;
+    }
+    if (state === 'auth-failed') this._notice(error ? `Chat could not log in: ${error}` : 'Chat could not log in.');
+    else if (state === 'online' || state === 'connecting') this._notice('');
+    if (state === 'online' && !s.login.hidden) s.login.hidden = true;
+    if (state !== 'online') {
+      for (const c of this.contacts.values()) if (state === 'offline') c.resources.clear();
+    }
+    if (state === 'online' && this.active) this._showThread();
+    else if (state === 'online' && !this.active) s.placeholder.hidden = false;
+    this._emitStatus();
+    this._render();
+  }
+
+  async _session({ jid, resumed }) {
+    this.me.jid = bare(jid);
+    this._renderStatus();
+    if (resumed) {
+      for (const s of this.pendingMarks || []) this.client.send(s);
+      return;
+    }
+    // A new session: what the server knew of the old one is gone.
+    for (const c of this.contacts.values()) c.resources.clear();
+    this.client.send(x('iq', { xmlns: NS.client, type: 'set', id: randomID() }, x('enable', { xmlns: NS.carbons })));
+    try {
+      await this._fetchRoster();
+    } catch (e) {
+      this._notice('The contact list could not be loaded: ' + e.message);
+    }
+    // Presence after the roster, so that contacts' presence finds them.
+    this._sendPresence();
+    if (!this.me.name) this._fetchOwnName();
+    for (const conv of this.convs.values()) {
+      if (conv.loaded) this._catchUp(conv);
+    }
+    if (this.active && !this.convs.get(this.active)?.loaded) this._loadRecent(this.convs.get(this.active));
+    this._render();
+  }
+
+  _sendPresence() {
+    const show = this.myStatus === 'away' || this.myStatus === 'dnd' ? x('show', {}, this.myStatus) : null;
+    this.client.send(x('presence', { xmlns: NS.client }, show));
+  }
+
+  async _fetchOwnName() {
+    try {
+      const res = await this.client.iq('get', x('vCard', { xmlns: NS.vcard }));
+      const fn = childText(child(res, NS.vcard, 'vCard'), NS.vcard, 'FN');
+      if (fn) { this.me.name = fn; this._renderStatus(); }
+    } catch { /* the address will do */ }
+  }
+
+  _cacheKey() { return 'parley.roster.' + this.me.jid; }
+
+  async _fetchRoster() {
+    if (this.rosterVer === null) {
+      // The roster of an earlier page in this tab, with its version
+      // (XEP-0237): an unchanged roster is then not sent again.
+      try {
+        const cached = JSON.parse(sessionStorage.getItem(this._cacheKey()) || 'null');
+        if (cached?.ver && Array.isArray(cached.items)) {
+          for (const it of cached.items) this._setContact(it);
+          this.rosterVer = cached.ver;
+        }
+      } catch { /* no cache */ }
+    }
+    const res = await this.client.iq('get', x('query', { xmlns: NS.roster, ver: this.rosterVer ?? '' }));
+    const q = child(res, NS.roster, 'query');
+    if (!q) return; // unchanged since rosterVer
+    const seen = new Set();
+    for (const it of children(q, NS.roster, 'item')) seen.add(bare(it.getAttribute('jid')));
+    for (const [jid, c] of this.contacts) if (!seen.has(jid) && !c.transient) this.contacts.delete(jid);
+    this._rosterItems(q, false);
+  }
+
+  _rosterItems(q, push) {
+    for (const it of children(q, NS.roster, 'item')) {
+      const jid = bare(it.getAttribute('jid'));
+      if (it.getAttribute('subscription') === 'remove') {
+        this.contacts.delete(jid);
+        continue;
+      }
+      this._setContact({
+        jid,
+        name: it.getAttribute('name') || '',
+        groups: children(it, NS.roster, 'group').map((g) => g.textContent),
+        subscription: it.getAttribute('subscription') || 'none',
+        ask: it.getAttribute('ask') === 'subscribe',
+      });
+      if (push) {
+        const sub = it.getAttribute('subscription');
+        if (sub === 'from' || sub === 'both') this.invites.delete(jid);
+      }
+    }
+    if (q.hasAttribute('ver')) this.rosterVer = q.getAttribute('ver');
+    try {
+      const items = [...this.contacts.values()].filter((c) => !c.transient)
+        .map(({ jid, name, groups, subscription, ask }) => ({ jid, name, groups, subscription, ask }));
+      sessionStorage.setItem(this._cacheKey(), JSON.stringify({ ver: this.rosterVer, items }));
+    } catch { /* storage full or off */ }
+    this._render();
+  }
+
+  _setContact({ jid, name, groups = [], subscription = 'none', ask = false, transient = false }) {
+    const old = this.contacts.get(jid);
+    const c = old || { jid, resources: new Map() };
+    Object.assign(c, { name, groups, subscription, ask, transient });
+    c.alias = groups.includes(ALIAS_GROUP) || !!c.knownAlias;
+    c.key = (name + ' ' + jid).toLowerCase();
+    this.contacts.set(jid, c);
+    return c;
+  }
+
+  _contact(jid) {
+    return this.contacts.get(jid) || this._setContact({ jid, name: '', transient: true });
+  }
+
+  _name(jid) {
+    if (jid === this.me.jid) return this.me.name || 'You';
+    return this.contacts.get(jid)?.name || localPart(jid);
+  }
+
+  // show returns a contact's best show: chat, available, away, xa, dnd,
+  // or offline.
+  _show(c) {
+    let best = 'offline';
+    for (const r of c.resources.values()) if (best === 'offline' || SHOW_RANK[r.show] < SHOW_RANK[best]) best = r.show;
+    return best;
+  }
+
+  // ---- presence ----
+
+  _presence(el) {
+    const from = el.getAttribute('from') || '';
+    const jid = bare(from);
+    const type = el.getAttribute('type') || '';
+    if (!jid || jid === this.me.jid) return;
+    switch (type) {
+      case '':
+      case 'unavailable': {
+        const c = this.contacts.get(jid);
+        if (!c) return;
+        if (type === 'unavailable') c.resources.delete(from);
+        else {
+          const show = childText(el, NS.client, 'show').trim();
+          c.resources.set(from, { show: SHOW_RANK[show] !== undefined ? show : 'available', status: childText(el, NS.client, 'status') });
+        }
+        this._render();
+        break;
+      }
+      case 'subscribe':
+        this.invites.set(jid, { jid, name: childText(el, 'http://jabber.org/protocol/nick', 'nick') });
+        this._render();
+        this._notify(jid, `${this._name(jid)} wants to add you as a contact`);
+        break;
+      case 'error': {
+        const err = new StanzaError(el);
+        const c = this.contacts.get(jid);
+        if (c) { c.error = err.text || err.condition; this._render(); }
+        break;
+      }
+      default:
+        break; // subscribed, unsubscribe, unsubscribed: the roster push says it
+    }
+  }
+
+  _inviteClick(e) {
+    const b = e.target.closest('button[data-invite]');
+    if (!b) return;
+    const jid = b.dataset.invite;
+    if (b.dataset.accept === '1') {
+      this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribed' }));
+      const c = this.contacts.get(jid);
+      if (!c || (c.subscription !== 'to' && c.subscription !== 'both' && !c.ask)) {
+        this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribe' }));
+      }
+    } else {
+      this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'unsubscribed' }));
+    }
+    this.invites.delete(jid);
+    this._render();
+  }
+
+  // ---- messages ----
+
+  _message(el) {
+    const from = el.getAttribute('from') || '';
+    const carbon = child(el, NS.carbons, 'received') || child(el, NS.carbons, 'sent');
+    if (carbon) {
+      if (bare(from) !== this.me.jid) return; // only our own server forwards our messages
+      const inner = child(child(carbon, NS.forward, 'forwarded'), NS.client, 'message');
+      if (inner) this._chatMessage(inner, { live: true, sentCarbon: carbon.localName === 'sent' });
+      return;
+    }
+    this._chatMessage(el, { live: true });
+  }
+
+  // _chatMessage files one message (live, carbon or from the archive) in
+  // its conversation; it returns the message it added, or null.
+  _chatMessage(el, { live = false, sentCarbon = false, archiveID = '', stamp = null, peer: inConv = '' } = {}) {
+    const type = el.getAttribute('type') || 'normal';
+    if (type === 'groupchat' || type === 'headline') return null;
+    const from = el.getAttribute('from') || '';
+    const to = el.getAttribute('to') || '';
+    const out = sentCarbon || bare(from) === this.me.jid;
+    let peer = out ? bare(to) : bare(from);
+    let sender = bare(from);
+    // A message through an alias belongs to the alias's conversation;
+    // Parley marks it (XEP-0033) and forbids senders to forge the mark.
+    const addrs = child(el, NS.address, 'addresses');
+    if (addrs) {
+      const via = children(addrs, NS.address, 'address').find((a) => a.getAttribute('type') === 'to');
+      if (via && !out) {
+        peer = bare(via.getAttribute('jid'));
+        const c = this._contact(peer);
+        c.knownAlias = c.alias = true;
+      }
+    }
+    // An archive page belongs to the conversation it was asked for (a
+    // message through an alias is archived as sent to the alias).
+    if (inConv) peer = inConv;
+    if (!peer || !peer.includes('@')) return null;
+    const id = child(el, NS.sid, 'origin-id')?.getAttribute('id') || el.getAttribute('id') || '';
+    if (type === 'error') {
+      const conv = this.convs.get(peer);
+      const m = conv?.byClient.get('out:' + id);
+      if (m) {
+        const err = new StanzaError(el);
+        m.state = 'error';
+        m.error = err.text || err.condition;
+        this._renderThread();
+      }
+      return null;
+    }
+    const conv = this._conv(peer);
+    for (const c of el.children) {
+      if (c.namespaceURI === NS.markers && (c.localName === 'displayed' || c.localName === 'received' || c.localName === 'acknowledged')) {
+        if (out) {
+          // Another of our clients showed the peer's messages: they are read.
+          if (live && c.localName === 'displayed' && conv.unread) { conv.unread = 0; this._updateUnread(); }
+        } else {
+          this._marked(conv, c.getAttribute('id'), c.localName === 'received' ? 'delivered' : 'displayed');
+        }
+      } else if (c.namespaceURI === NS.receipts && c.localName === 'received' && !out) {
+        this._marked(conv, c.getAttribute('id'), 'delivered');
+      } else if (c.namespaceURI === NS.chatstates && live && !out && !this._isAlias(peer)) {
+        this._peerTyping(conv, c.localName === 'composing');
+      }
+    }
+    const body = child(el, NS.client, 'body');
+    if (!body) return null;
+    if (!archiveID) {
+      const sid = children(el, NS.sid, 'stanza-id').find((s) => bare(s.getAttribute('by')) === this.me.jid);
+      archiveID = sid?.getAttribute('id') || '';
+    }
+    const delay = child(el, NS.delay, 'delay')?.getAttribute('stamp');
+    const m = {
+      archiveID, clientID: id, out, sender: out ? this.me.jid : sender,
+      body: body.textContent, stamp: stamp || (delay ? new Date(delay) : new Date()),
+      state: out ? 'sent' : '', markable: !!child(el, NS.markers, 'markable'),
+    };
+    if (!this._add(conv, m)) return null;
+    if (live && !out) {
+      this._peerTyping(conv, false);
+      if (!this._seeing(peer)) {
+        conv.unread++;
+        this._updateUnread();
+        this._notify(peer, m.body, m.sender);
+      }
+    }
+    if (live) this._render();
+    if (live && this._seeing(peer)) this._markSeen(conv);
+    return m;
+  }
+
+  _conv(jid) {
+    let c = this.convs.get(jid);
+    if (!c) {
+      c = { jid, msgs: [], byArchive: new Map(), byClient: new Map(), unread: 0, loaded: false, loading: false,
+        older: true, typing: false, typingTimer: 0, lastMarked: '', composing: false, pauseTimer: 0 };
+      this.convs.set(jid, c);
+      if (!this.contacts.has(jid)) this._contact(jid);
+    }
+    return c;
+  }
+
+  // _add puts m in conv in time order unless it is there already (the
+  // same message can come live, as a carbon and from the archive).
+  _add(conv, m) {
+    const ck = m.clientID ? (m.out ? 'out:' : 'in:' + m.sender + ':') + m.clientID : '';
+    if (m.archiveID && conv.byArchive.has(m.archiveID)) return false;
+    if (ck && conv.byClient.has(ck)) {
+      const old = conv.byClient.get(ck);
+      if (m.archiveID && !old.archiveID) { old.archiveID = m.archiveID; conv.byArchive.set(m.archiveID, old); }
+      return false;
+    }
+    if (m.archiveID) conv.byArchive.set(m.archiveID, m);
+    if (ck) conv.byClient.set(ck, m);
+    let i = conv.msgs.length;
+    while (i > 0 && conv.msgs[i - 1].stamp > m.stamp) i--;
+    conv.msgs.splice(i, 0, m);
+    return true;
+  }
+
+  _marked(conv, id, state) {
+    if (!id) return;
+    const m = conv.byClient.get('out:' + id);
+    if (!m) return;
+    // A displayed marker covers every earlier message too (XEP-0333).
+    for (const o of conv.msgs) {
+      if (o.out && o.stamp <= m.stamp && (state === 'displayed' || o.state === 'sent')) {
+        if (o.state !== 'error') o.state = state === 'displayed' ? 'displayed' : (o.state === 'displayed' ? 'displayed' : 'delivered');
+      }
+    }
+    if (conv.jid === this.active) this._renderThread();
+  }
+
+  _peerTyping(conv, on) {
+    clearTimeout(conv.typingTimer);
+    conv.typing = on;
+    // A client that vanishes mid-sentence sends no "paused".
+    if (on) conv.typingTimer = setTimeout(() => { conv.typing = false; this._renderTyping(); }, 30000);
+    this._renderTyping();
+  }
+
+  _isAlias(jid) { return !!this.contacts.get(jid)?.alias; }
+
+  // _seeing: the user is looking at this conversation now.
+  _seeing(jid) {
+    return this.active === jid && this.open && document.visibilityState === 'visible' && !(this.narrow && !this.sideClosed) &&
+      this.client?.state === 'online';
+  }
+
+  _markSeen(conv) {
+    if (conv.unread) { conv.unread = 0; this._updateUnread(); }
+    if (this._isAlias(conv.jid)) return;
+    const last = conv.msgs.findLast((m) => !m.out && m.clientID);
+    if (!last || !last.markable || conv.lastMarked === last.clientID) return;
+    conv.lastMarked = last.clientID;
+    this.client.send(x('message', { xmlns: NS.client, to: conv.jid, type: 'chat', id: randomID() },
+      x('displayed', { xmlns: NS.markers, id: last.clientID })));
+  }
+
+  _sendFromBox() {
+    const text = this.$.text.value;
+    if (!text.trim() || !this.active) return;
+    if (this.myStatus === 'offline') {
+      this._notice('You are offline in chat. Choose Available from your status menu to send messages.');
+      return;
+    }
+    this.sendMessage(this.active, text);
+    this.$.text.value = '';
+    this._autosize();
+  }
+
+  // sendMessage sends text to address and shows it in the conversation.
+  sendMessage(address, text) {
+    const jid = bare(address);
+    const conv = this._conv(jid);
+    const id = randomID();
+    const alias = this._isAlias(jid);
+    clearTimeout(conv.pauseTimer);
+    conv.composing = false;
+    this.client.send(x('message', { xmlns: NS.client, to: jid, type: 'chat', id },
+      x('body', {}, text),
+      x('origin-id', { xmlns: NS.sid, id }),
+      alias ? null : x('markable', { xmlns: NS.markers }),
+      alias ? null : x('active', { xmlns: NS.chatstates })));
+    this._add(conv, { archiveID: '', clientID: id, out: true, sender: this.me.jid, body: text, stamp: new Date(),
+      state: this.client.state === 'online' ? 'sent' : 'queued', markable: true });
+    this._render();
+    this._scrollToEnd();
+  }
+
+  _typing() {
+    const conv = this.convs.get(this.active);
+    if (!conv || this._isAlias(conv.jid) || this.client?.state !== 'online') return;
+    const state = (name) => x('message', { xmlns: NS.client, to: conv.jid, type: 'chat' },
+      x(name, { xmlns: NS.chatstates }), x('no-store', { xmlns: NS.hints }));
+    if (!conv.composing && this.$.text.value) {
+      conv.composing = true;
+      this.client.send(state('composing'));
+    }
+    clearTimeout(conv.pauseTimer);
+    conv.pauseTimer = setTimeout(() => {
+      if (conv.composing) { conv.composing = false; this.client.send(state('paused')); }
+    }, 5000);
+  }
+
+  // ---- history ----
+
+  async _loadRecent(conv) {
+    if (!conv || conv.loading || this.client?.state !== 'online') return;
+    conv.loading = true;
+    this._renderThread();
+    try {
+      const start = new Date(Date.now() - HISTORY_DAYS * 86400000).toISOString();
+      const r = await this.client.mam({ with: conv.jid, before: true, max: HISTORY_LINES, start });
+      for (const res of r.messages) this._chatMessage(res.el, { archiveID: res.id, stamp: res.stamp, peer: conv.jid });
+      conv.loaded = true;
+      conv.oldest = r.first || conv.oldest;
+      conv.older = true; // what the 30 days left out is asked for when scrolling up
+      if (r.complete && r.messages.length < HISTORY_LINES) {
+        // Is there anything before the window? One message tells.
+        const probe = await this.client.mam({ with: conv.jid, before: r.first || true, max: 1 });
+        conv.older = probe.messages.length > 0 && !(r.first === '' && probe.messages.every((p) => conv.byArchive.has(p.id)));
+      }
+      conv.loadError = '';
+    } catch (e) {
+      conv.loadError = 'History could not be loaded: ' + e.message;
+    } finally {
+      conv.loading = false;
+    }
+    this._renderThread();
+    this._scrollToEnd();
+    if (this._seeing(conv.jid)) this._markSeen(conv);
+  }
+
+  async _loadOlder() {
+    const conv = this.convs.get(this.active);
+    if (!conv || conv.loading || !conv.older || !conv.loaded || this.client?.state !== 'online') return;
+    conv.loading = true;
+    this._renderOlder(conv);
+    const log = this.$.log;
+    const fromBottom = log.scrollHeight - log.scrollTop;
+    try {
+      const oldest = conv.msgs.find((m) => m.archiveID)?.archiveID || conv.oldest;
+      const r = await this.client.mam({ with: conv.jid, before: oldest || true, max: HISTORY_LINES });
+      for (const res of r.messages) this._chatMessage(res.el, { archiveID: res.id, stamp: res.stamp, peer: conv.jid });
+      if (r.first) conv.oldest = r.first;
+      conv.older = !r.complete && r.messages.length > 0;
+    } catch (e) {
+      conv.loadError = 'Older messages could not be loaded: ' + e.message;
+    } finally {
+      conv.loading = false;
+    }
+    this._renderThread();
+    // Keep the message the user was reading where it was.
+    log.scrollTop = log.scrollHeight - fromBottom;
+  }
+
+  // _catchUp fetches what the archive got while the session was lost.
+  async _catchUp(conv) {
+    const newest = conv.msgs.findLast((m) => m.archiveID)?.archiveID;
+    try {
+      if (!newest) { conv.loaded = false; if (conv.jid === this.active) await this._loadRecent(conv); return; }
+      const r = await this.client.mam({ with: conv.jid, after: newest, max: 250 });
+      for (const res of r.messages) this._chatMessage(res.el, { archiveID: res.id, stamp: res.stamp, peer: conv.jid });
+      this._renderThread();
+    } catch { /* the next scroll or message will do */ }
+  }
+
+  _logScrolled() {
+    if (this.$.log.scrollTop < 40) this._loadOlder();
+  }
+
+  _toggleSearch(on) {
+    const s = this.$;
+    const show = on ?? s.search.hidden;
+    s.search.hidden = !show;
+    s.results.hidden = true;
+    s.log.hidden = false;
+    if (show) s.search.querySelector('input').focus();
+    else { s.results.replaceChildren(); s.searchToggle.focus(); }
+  }
+
+  async _runSearch() {
+    const s = this.$;
+    const q = s.search.querySelector('input').value.trim();
+    if (!q || !this.active) return;
+    s.results.hidden = false;
+    s.log.hidden = true;
+    s.results.replaceChildren(h('p', { class: 'muted', text: 'Searching…' }));
+    try {
+      const r = await this.client.mam({ with: this.active, fulltext: q, before: true, max: 50 });
+      const items = r.messages.map((res) => {
+        const from = bare(res.el.getAttribute('from'));
+        const body = h('div', { class: 'rbody' });
+        linkify(body, childText(res.el, NS.client, 'body'));
+        return h('li', {}, h('div', { class: 'rmeta' },
+          h('strong', { text: this._name(from) }), ' ', h('time', { datetime: res.stamp.toISOString(), text: `${dayLabel(res.stamp)} ${timeFmt.format(res.stamp)}` })), body);
+      });
+      s.results.replaceChildren(
+        h('p', { class: 'muted', text: items.length ? `${items.length}${r.complete ? '' : '+'} message${items.length === 1 ? '' : 's'} found for “${q}”` : `Nothing found for “${q}”` }),
+        h('ul', {}, items.reverse()));
+    } catch (e) {
+      s.results.replaceChildren(h('p', { class: 'error', text: 'Search failed: ' + e.message }));
+    }
+  }
+
+  // ---- conversation view ----
+
+  _openConv(jid) {
+    this.active = jid;
+    const conv = this._conv(jid);
+    if (this.narrow) this.sideClosed = true;
+    this.$.search.hidden = true;
+    this.$.results.hidden = true;
+    this.$.log.hidden = false;
+    this._showThread();
+    this._render();
+    this._renderThread();
+    this._scrollToEnd();
+    if (!conv.loaded) this._loadRecent(conv);
+    else if (this._seeing(jid)) this._markSeen(conv);
+    requestAnimationFrame(() => this.$.text.focus());
+  }
+
+  _showThread() {
+    const s = this.$;
+    if (!s.login.hidden) return;
+    s.placeholder.hidden = !!this.active;
+    s.thread.hidden = !this.active;
+  }
+
+  _toggleSide(open) {
+    this.sideClosed = open === undefined ? !this.sideClosed : !open;
+    this._layout();
+    if (!this.sideClosed) this.$.filter.focus();
+    else if (this.active) {
+      const conv = this.convs.get(this.active);
+      if (conv && this._seeing(conv.jid)) this._markSeen(conv);
+    }
+  }
+
+  _layout() {
+    const s = this.$;
+    s.panel.classList.toggle('side-closed', this.sideClosed);
+    s.panel.classList.toggle('narrow', this.narrow);
+    s.burger.setAttribute('aria-expanded', String(!this.sideClosed));
+  }
+
+  _reflectOpen() {
+    const s = this.$;
+    const open = this.open;
+    s.root.classList.toggle('full', this.full);
+    s.panel.hidden = !open;
+    s.launcher.hidden = this.full;
+    s.launcher.setAttribute('aria-expanded', String(open));
+    s.popout.hidden = this.full;
+    s.close.hidden = this.full;
+    if (open) {
+      this._layout();
+      this._render();
+      const conv = this.convs.get(this.active);
+      if (conv) {
+        this._scrollToEnd();
+        if (this._seeing(conv.jid)) this._markSeen(conv);
+      }
+      if (!this.full) requestAnimationFrame(() => (this.active ? s.text : s.filter).focus());
+    }
+  }
+
+  _popOut() {
+    const u = new URL('popout.html', here);
+    u.searchParams.set('endpoint', this.endpoint);
+    if (this.getAttribute('domain')) u.searchParams.set('domain', this.getAttribute('domain'));
+    if (this.active) u.searchParams.set('with', this.active);
+    const w = window.open(u.href, 'parley-chat', 'popup,width=960,height=700');
+    if (w) this.open = false;
+  }
+
+  _scrollToEnd() {
+    const log = this.$.log;
+    requestAnimationFrame(() => { log.scrollTop = log.scrollHeight; });
+  }
+
+  // ---- rendering ----
+
+  _render() {
+    if (this._renderQueued) return;
+    this._renderQueued = true;
+    // Presence comes in bursts at login: draw once per frame, and soon
+    // enough in a background tab.
+    const run = () => {
+      if (!this._renderQueued) return;
+      this._renderQueued = false;
+      this._renderStatus();
+      this._renderList();
+      this._renderInvites();
+      this._renderHead();
+      this._renderThread();
+    };
+    requestAnimationFrame(run);
+    setTimeout(run, 200);
+  }
+
+  _renderStatus() {
+    const s = this.$;
+    if (!s) return;
+    const online = this.client?.state === 'online';
+    const status = this.myStatus === 'offline' || !online ? (this.myStatus === 'offline' ? 'offline' : 'connecting') : this.myStatus;
+    s.meAvatar.textContent = initials(this.me.name || this.me.jid || '?');
+    s.meDot.className = 'dot ' + status;
+    const label = this.myStatus === 'offline' ? 'Offline' : STATUS_LABEL[this.myStatus];
+    s.me.setAttribute('aria-label', `Your status: ${label}${online || this.myStatus === 'offline' ? '' : ' (connecting)'}`);
+    s.me.title = `${this.me.name || this.me.jid || 'You'}: ${label}`;
+    s.meName.textContent = this.me.name || localPart(this.me.jid) || 'You';
+    s.meJID.textContent = this.me.jid;
+    for (const b of s.statusMenu.querySelectorAll('[data-status]')) b.setAttribute('aria-checked', String(b.dataset.status === this.myStatus));
+    s.statusMenu.querySelector('[data-action="show-offline"]').setAttribute('aria-checked', String(this.showOffline));
+    const notif = s.statusMenu.querySelector('[data-action="notifications"]');
+    const perm = typeof Notification === 'undefined' ? 'unsupported' : Notification.permission;
+    notif.textContent = { granted: 'Desktop notifications: on', denied: 'Desktop notifications: blocked in the browser', unsupported: 'Desktop notifications: not supported' }[perm] || 'Turn on desktop notifications';
+    notif.disabled = perm !== 'default';
+    s.panel.classList.toggle('self-offline', this.myStatus === 'offline');
+  }
+
+  _renderInvites() {
+    const s = this.$;
+    s.invites.hidden = this.invites.size === 0;
+    s.inviteList.replaceChildren(...[...this.invites.values()].map((inv) => {
+      const name = inv.name || this.contacts.get(inv.jid)?.name || '';
+      return h('li', { class: 'invite' },
+        h('div', { class: 'inv-who' }, h('strong', { text: name || inv.jid }), name ? h('span', { class: 'muted', text: inv.jid }) : null,
+          h('span', { class: 'muted', text: 'wants to add you as a contact' })),
+        h('div', { class: 'inv-buttons' },
+          h('button', { type: 'button', class: 'primary small', 'data-invite': inv.jid, 'data-accept': '1', text: 'Accept', 'aria-label': `Accept ${name || inv.jid}` }),
+          h('button', { type: 'button', class: 'small', 'data-invite': inv.jid, 'data-accept': '0', text: 'Decline', 'aria-label': `Decline ${name || inv.jid}` })));
+    }));
+  }
+
+  _renderList() {
+    const s = this.$;
+    const focused = this.shadowRoot.activeElement?.dataset?.jid;
+    const q = this.filterText.trim().toLowerCase();
+    const terms = q.split(/\s+/).filter(Boolean);
+    let all = [...this.contacts.values()].filter((c) => !c.transient || this.convs.get(c.jid)?.msgs.length || c.jid === this.active);
+    if (terms.length) all = all.filter((c) => terms.every((t) => c.key.includes(t)));
+    const byName = (a, b) => (a.name || a.jid).localeCompare(b.name || b.jid, undefined, { sensitivity: 'base' });
+    const aliases = all.filter((c) => c.alias).sort(byName);
+    let users = all.filter((c) => !c.alias).sort(byName);
+    const online = this.myStatus !== 'offline' && this.client?.state === 'online';
+    if (!this.showOffline && !terms.length) {
+      users = users.filter((c) => this._show(c) !== 'offline' || this.convs.get(c.jid)?.unread || c.jid === this.active || c.ask);
+    }
+    const rows = [];
+    let shown = 0;
+    const cap = (list) => list.slice(0, Math.max(0, LIST_CAP - shown));
+    const row = (c) => {
+      shown++;
+      const show = online ? this._show(c) : 'offline';
+      const conv = this.convs.get(c.jid);
+      const unread = conv?.unread || 0;
+      let statusText = c.alias ? '' : STATUS_LABEL[show];
+      if (!c.alias && c.ask && c.subscription !== 'to' && c.subscription !== 'both') statusText = 'Invitation sent';
+      if (c.error) statusText = 'Invitation failed: ' + c.error;
+      const cls = ['contact', c.alias ? 'alias' : show, !c.alias && show === 'offline' ? 'offline' : '', c.jid === this.active ? 'active' : ''].join(' ');
+      const label = [c.name || c.jid, c.alias ? 'alias' : statusText, unread ? `${unread} unread` : ''].filter(Boolean).join(', ');
+      return h('li', {}, h('button', { type: 'button', class: cls, 'data-jid': c.jid, 'aria-label': label, 'aria-current': c.jid === this.active ? 'true' : null, title: c.jid },
+        h('span', { class: 'avatar small' + (c.alias ? ' alias' : '') }, initials(c.name || c.jid), c.alias ? null : h('span', { class: 'dot ' + show })),
+        h('span', { class: 'cmain' }, h('span', { class: 'cname', text: c.name || localPart(c.jid) }),
+          statusText ? h('span', { class: 'cstatus', text: statusText }) : h('span', { class: 'cstatus', text: c.jid })),
+        unread ? h('span', { class: 'count', text: String(unread) }) : null));
+    };
+    if (aliases.length) {
+      rows.push(h('li', { class: 'group', role: 'presentation', text: 'Aliases' }));
+      for (const c of cap(aliases)) rows.push(row(c));
+    }
+    if (users.length) {
+      rows.push(h('li', { class: 'group', role: 'presentation', text: 'People' }));
+      for (const c of cap(users)) rows.push(row(c));
+    }
+    const total = aliases.length + users.length;
+    // Someone not in the list, typed as an address: chat anyway.
+    if (/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(q) && !this.contacts.has(q)) {
+      rows.push(h('li', {}, h('button', { type: 'button', class: 'contact chat-address', 'data-jid': q },
+        h('span', { class: 'cmain' }, h('span', { class: 'cname', text: `Chat with ${q}` })))));
+    }
+    if (!rows.length) {
+      rows.push(h('li', { class: 'empty-list', text: terms.length ? 'Nobody matches.' : (this.contacts.size ? 'Everyone is offline.' : 'No contacts yet. Use + to add one.') }));
+    }
+    s.list.replaceChildren(...rows);
+    s.listMore.hidden = total <= shown;
+    s.listMore.textContent = `${total - shown} more not shown: type in Chat with... to narrow the list.`;
+    if (focused) s.list.querySelector(`button[data-jid="${CSS.escape(focused)}"]`)?.focus();
+  }
+
+  _renderHead() {
+    const s = this.$;
+    if (!this.active) return;
+    const c = this._contact(this.active);
+    s.peerName.textContent = c.name || localPart(c.jid);
+    s.peerAvatar.textContent = initials(c.name || c.jid);
+    s.peerAvatar.classList.toggle('alias', !!c.alias);
+    const online = this.client?.state === 'online' && this.myStatus !== 'offline';
+    const show = online ? this._show(c) : 'offline';
+    const res = [...c.resources.values()].find((r) => r.status);
+    s.peerStatus.textContent = c.alias ? `${c.jid} · messages reach every member online` : `${c.jid} · ${STATUS_LABEL[show]}${res?.status ? ' — ' + res.status : ''}`;
+    s.peerStatus.className = 'peer-status ' + (c.alias ? 'alias' : show);
+  }
+
+  _renderOlder(conv) {
+    const first = this.$.log.querySelector('.older');
+    if (first) first.replaceWith(this._olderRow(conv));
+  }
+
+  _olderRow(conv) {
+    if (conv.loading) return h('div', { class: 'older' }, h('span', { class: 'muted', text: 'Loading messages…' }));
+    if (conv.loadError) return h('div', { class: 'older' }, h('span', { class: 'error', text: conv.loadError }), ' ', h('button', { type: 'button', class: 'link', text: 'Try again' }));
+    if (conv.loaded && conv.older) {
+      return h('div', { class: 'older' }, h('button', { type: 'button', class: 'link', text: conv.msgs.length ? 'Load older messages' : `No messages in the last ${HISTORY_DAYS} days. Load older messages` }));
+    }
+    if (conv.loaded) return h('div', { class: 'older' }, h('span', { class: 'muted', text: conv.msgs.length ? 'Beginning of the conversation' : 'No messages yet. Say hello!' }));
+    return h('div', { class: 'older' });
+  }
+
+  _renderThread() {
+    const s = this.$;
+    const conv = this.convs.get(this.active);
+    if (!conv || s.thread.hidden) return;
+    const log = s.log;
+    const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    const nodes = [this._olderRow(conv)];
+    let day = '';
+    let prev = null;
+    const lastSeen = conv.msgs.findLast((m) => m.out && m.state === 'displayed');
+    const alias = this._isAlias(conv.jid);
+    for (const m of conv.msgs) {
+      const d = dayLabel(m.stamp);
+      if (d !== day) {
+        nodes.push(h('div', { class: 'day', role: 'separator', text: d }));
+        day = d;
+        prev = null;
+      }
+      const grouped = prev && prev.sender === m.sender && m.stamp - prev.stamp < 5 * 60000;
+      const bubble = h('div', { class: 'bubble' });
+      linkify(bubble, m.body);
+      let state = null;
+      if (m.out && m.state === 'error') state = h('div', { class: 'state error', text: 'Not delivered: ' + (m.error || 'error') });
+      else if (m.out && m.state === 'queued') state = h('div', { class: 'state', text: 'Sending…' });
+      else if (m === lastSeen && !alias) state = h('div', { class: 'state seen', text: 'Seen' });
+      const who = m.out ? 'You' : this._name(m.sender);
+      nodes.push(h('div', { class: `msg ${m.out ? 'out' : 'in'}${grouped ? ' grouped' : ''}`, 'data-id': m.archiveID || m.clientID },
+        grouped ? null : h('div', { class: 'meta' }, h('span', { class: 'from', text: who }), ' ',
+          h('time', { datetime: m.stamp.toISOString(), text: timeFmt.format(m.stamp) })),
+        h('span', { class: 'sr-only', text: `${who} at ${timeFmt.format(m.stamp)}: ` }),
+        bubble, state));
+      prev = m;
+    }
+    log.replaceChildren(...nodes);
+    if (atEnd) log.scrollTop = log.scrollHeight;
+    this._renderTyping();
+  }
+
+  _renderTyping() {
+    const conv = this.convs.get(this.active);
+    this.$.typing.textContent = conv?.typing ? `${this._name(conv.jid)} is typing…` : '';
+  }
+
+  _autosize() {
+    const t = this.$.text;
+    t.style.height = 'auto';
+    t.style.height = Math.min(t.scrollHeight, 160) + 'px';
+  }
+
+  _notice(text) {
+    this.$.notice.textContent = text;
+    this.$.notice.hidden = !text;
+  }
+
+  // ---- unread, title badge, notifications ----
+
+  _updateUnread() {
+    let n = 0;
+    for (const c of this.convs.values()) n += c.unread;
+    if (n === this.unread) return;
+    this.unread = n;
+    const b = this.$.badge;
+    b.hidden = n === 0;
+    b.textContent = n > 99 ? '99+' : String(n);
+    this.$.launcher.setAttribute('aria-label', n ? `Chat, ${n} unread` : 'Chat');
+    this._titleBadge();
+    this.dispatchEvent(new CustomEvent('parley-unread', { detail: { count: n }, bubbles: true, composed: true }));
+  }
+
+  _titleBadge() {
+    const hidden = document.visibilityState === 'hidden';
+    const strip = (t) => t.replace(/^\(\d+\+?\) /, '');
+    if (hidden && this.unread) {
+      if (!this.titleBase) this.titleBase = strip(document.title);
+      document.title = `(${this.unread > 99 ? '99+' : this.unread}) ${this.titleBase}`;
+    } else if (this.titleBase) {
+      document.title = this.titleBase;
+      this.titleBase = '';
+    }
+  }
+
+  _visibilityChanged() {
+    const visible = document.visibilityState === 'visible';
+    this.client?.setActive(visible);
+    this._titleBadge();
+    if (visible && this.active) {
+      const conv = this.convs.get(this.active);
+      if (conv && this._seeing(conv.jid)) this._markSeen(conv);
+    }
+  }
+
+  _notify(peer, text, sender) {
+    if (document.visibilityState !== 'hidden' || typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+    try {
+      const title = sender && sender !== peer ? `${this._name(sender)} (${this._name(peer)})` : this._name(peer);
+      const n = new Notification(title, { body: text.length > 140 ? text.slice(0, 139) + '…' : text, tag: 'parley-' + peer });
+      n.onclick = () => { window.focus(); this.openChat(peer); n.close(); };
+    } catch { /* some browsers allow notifications only from a service worker */ }
+  }
+
+  async _askNotifications(explicit) {
+    if (typeof Notification === 'undefined' || Notification.permission !== 'default') return;
+    if (!explicit && load('parley.asked')) return;
+    store('parley.asked', '1');
+    try { await Notification.requestPermission(); } catch { /* ignored */ }
+    this._renderStatus();
+  }
+
+  _emitStatus() {
+    const connection = this.client?.state || 'offline';
+    this.dispatchEvent(new CustomEvent('parley-status', {
+      detail: { status: this.myStatus, connection, jid: this.me.jid }, bubbles: true, composed: true,
+    }));
+  }
+
+  // ---- menus and keyboard ----
+
+  _toggleMenu(menu, button) {
+    const show = menu.hidden;
+    this._closeMenus();
+    if (!show) return;
+    menu.hidden = false;
+    button.setAttribute('aria-expanded', 'true');
+    menu.querySelector('button:not(:disabled)')?.focus();
+  }
+
+  _closeMenus() {
+    const s = this.$;
+    for (const [m, b] of [[s.statusMenu, s.me], [s.actionsMenu, s.actions]]) {
+      if (!m.hidden) {
+        m.hidden = true;
+        b.setAttribute('aria-expanded', 'false');
+        if (m.contains(this.shadowRoot.activeElement)) b.focus();
+      }
+    }
+  }
+
+  _menuKey(e, menu) {
+    const items = [...menu.querySelectorAll('button')].filter((b) => !b.disabled || b.getAttribute('aria-disabled') === 'true');
+    const i = items.indexOf(this.shadowRoot.activeElement);
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      e.preventDefault();
+      const next = items[(i + (e.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length];
+      next?.focus();
+    } else if (e.key === 'Tab') {
+      this._closeMenus();
+    }
+  }
+
+  _statusMenuClick(e) {
+    const b = e.target.closest('button');
+    if (!b) return;
+    if (b.dataset.status) {
+      this.setStatus(b.dataset.status);
+      this._closeMenus();
+    } else if (b.dataset.action === 'show-offline') {
+      this.showOffline = !this.showOffline;
+      store('parley.showOffline', this.showOffline ? '1' : '0');
+      this._render();
+      this._renderStatus();
+    } else if (b.dataset.action === 'notifications') {
+      this._askNotifications(true);
+    }
+  }
+
+  _fillActions() {
+    const items = [...actions].map(([id, a]) => h('button', {
+      type: 'button', role: 'menuitem', 'data-action': id, text: a.label,
+      disabled: !a.run, title: a.run ? null : a.later, 'aria-disabled': a.run ? null : 'true',
+    }));
+    items.push(h('button', { type: 'button', role: 'menuitem', 'data-action': 'search', text: 'Search history' }));
+    this.$.actionsMenu.replaceChildren(...items);
+  }
+
+  _actionClick(e) {
+    const b = e.target.closest('button');
+    if (!b || b.disabled) return;
+    this._closeMenus();
+    if (b.dataset.action === 'search') { this._toggleSearch(true); return; }
+    const a = actions.get(b.dataset.action);
+    a?.run?.({ element: this, with: this.active });
+  }
+
+  _filterKey(e) {
+    if (e.key === 'Enter') {
+      e.preventDefault();
+      this.$.list.querySelector('button[data-jid]')?.click();
+    } else if (e.key === 'ArrowDown') {
+      e.preventDefault();
+      this.$.list.querySelector('button[data-jid]')?.focus();
+    }
+  }
+
+  _listKey(e) {
+    if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return;
+    const buttons = [...this.$.list.querySelectorAll('button[data-jid]')];
+    const i = buttons.indexOf(this.shadowRoot.activeElement);
+    if (i < 0) return;
+    e.preventDefault();
+    if (e.key === 'ArrowUp' && i === 0) this.$.filter.focus();
+    else buttons[Math.min(buttons.length - 1, i + (e.key === 'ArrowDown' ? 1 : -1))]?.focus();
+  }
+
+  // ---- add a contact ----
+
+  _openAdd() {
+    const s = this.$;
+    s.addForm.reset();
+    s.addError.textContent = '';
+    s.addResults.replaceChildren();
+    this._picked = null;
+    s.addDialog.showModal();
+    s.addWho.focus();
+  }
+
+  _wireAddDialog() {
+    const s = this.$;
+    let timer = 0;
+    let seq = 0;
+    s.addForm.querySelector('.cancel').addEventListener('click', () => s.addDialog.close());
+    s.addWho.addEventListener('input', () => {
+      this._picked = null;
+      s.addError.textContent = '';
+      clearTimeout(timer);
+      const q = s.addWho.value.trim();
+      if (q.length < 2 || q.includes('<')) { s.addResults.replaceChildren(); s.addWho.setAttribute('aria-expanded', 'false'); return; }
+      timer = setTimeout(async () => {
+        const mine = ++seq;
+        const found = await this._search(q);
+        if (mine !== seq) return;
+        this._addResults = found;
+        s.addResults.replaceChildren(...found.map((e, i) => h('li', {
+          role: 'option', id: 'add-opt-' + i, class: e.chat_enabled ? 'found' : 'found not-chat',
+          'aria-disabled': e.chat_enabled ? null : 'true', 'data-i': String(i), tabindex: '-1',
+          title: e.chat_enabled ? e.address : `${e.name || e.address} has not logged into webmail yet, so chat is not enabled for them`,
+        }, h('strong', { text: e.name || e.address }), ' ', h('span', { text: e.address }),
+        e.chat_enabled ? null : h('span', { class: 'why', text: ' — chat not enabled yet' }))));
+        s.addWho.setAttribute('aria-expanded', String(found.length > 0));
+      }, 200);
+    });
+    s.addWho.addEventListener('keydown', (e) => {
+      if (e.key === 'ArrowDown') { e.preventDefault(); s.addResults.querySelector('li')?.focus(); }
+    });
+    s.addResults.addEventListener('keydown', (e) => {
+      const li = e.target.closest('li');
+      if (!li) return;
+      if (e.key === 'ArrowDown') { e.preventDefault(); (li.nextElementSibling || li).focus(); }
+      if (e.key === 'ArrowUp') { e.preventDefault(); (li.previousElementSibling || s.addWho).focus(); }
+      if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); li.click(); }
+    });
+    s.addResults.addEventListener('click', (e) => {
+      const li = e.target.closest('li[data-i]');
+      if (!li) return;
+      const entry = this._addResults?.[Number(li.dataset.i)];
+      if (!entry) return;
+      if (!entry.chat_enabled) {
+        s.addError.textContent = `${entry.name || entry.address} has not logged into webmail yet, so chat is not enabled for them. They can be added once they have.`;
+        return;
+      }
+      this._picked = entry;
+      s.addWho.value = entry.name ? `${entry.name} <${entry.address}>` : entry.address;
+      s.addResults.replaceChildren();
+      s.addWho.setAttribute('aria-expanded', 'false');
+      s.addGroups.focus();
+    });
+    s.addForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const target = await this._parseContact(s.addWho.value);
+      if (typeof target === 'string') {
+        s.addError.textContent = target;
+        s.addWho.focus();
+        return;
+      }
+      const groups = [...new Set(s.addGroups.value.split(',').map((g) => g.trim()).filter(Boolean))];
+      try {
+        await this.addContact(target.jid, target.name, groups);
+        s.addDialog.close();
+      } catch (err) {
+        s.addError.textContent = 'The contact could not be added: ' + err.message;
+      }
+    });
+  }
+
+  // _parseContact returns {jid, name} for what was typed in the add
+  // dialog, or the error to show.
+  async _parseContact(value) {
+    const v = value.trim();
+    const own = (this.me.jid.split('@')[1] || this.getAttribute('domain') || '').toLowerCase();
+    let jid = '';
+    let name = '';
+    const m = /^([^<>]*[^<>\s])\s*<\s*([^<>@\s]+@[^<>@\s]+\.[^<>@\s]+)\s*>$/.exec(v);
+    if (this._picked && (v === `${this._picked.name} <${this._picked.address}>` || v === this._picked.address)) {
+      jid = this._picked.address.toLowerCase();
+      name = this._picked.name || '';
+    } else if (m) {
+      name = m[1].trim();
+      jid = m[2].toLowerCase();
+    } else if (/^[^<>@\s]+@[^<>@\s]+\.[^<>@\s]+$/.test(v) && v.toLowerCase().endsWith('@' + own)) {
+      jid = v.toLowerCase(); // an address in the user's own domain
+    } else {
+      return INVALID_CONTACT;
+    }
+    if (jid === this.me.jid) return 'That is your own address.';
+    if (jid.endsWith('@' + own)) {
+      // Within the domain the directory says whether the person can chat.
+      const found = await this._search(jid);
+      const entry = found.find((e) => e.address.toLowerCase() === jid);
+      if (entry && !entry.chat_enabled) {
+        return `${entry.name || jid} has not logged into webmail yet, so chat is not enabled for them. They can be added once they have.`;
+      }
+      if (!name && entry) name = entry.name || '';
+    }
+    return { jid, name };
+  }
+
+  // _search asks the host's directory (GET search-url?q=) for people in
+  // the user's domain; without it, the contact list is searched instead.
+  async _search(q) {
+    try {
+      const u = new URL(this.searchURL);
+      u.searchParams.set('q', q);
+      const r = await fetch(u, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      if (!r.ok) throw new Error(r.statusText);
+      const data = await r.json();
+      const list = Array.isArray(data) ? data : data.results;
+      if (!Array.isArray(list)) throw new Error('bad answer');
+      for (const e of list) {
+        if (e.kind === 'alias') { const c = this.contacts.get(bare(e.address)); if (c) c.knownAlias = c.alias = true; }
+      }
+      return list.filter((e) => e && typeof e.address === 'string').map((e) => ({
+        address: e.address, name: typeof e.name === 'string' ? e.name : '', kind: e.kind === 'alias' ? 'alias' : 'user',
+        chat_enabled: e.kind === 'alias' || e.chat_enabled === true,
+      }));
+    } catch {
+      const t = q.toLowerCase();
+      return [...this.contacts.values()].filter((c) => !c.transient && c.key.includes(t)).slice(0, 20)
+        .map((c) => ({ address: c.jid, name: c.name, kind: c.alias ? 'alias' : 'user', chat_enabled: true }));
+    }
+  }
+
+  // addContact adds address to the roster with name and groups and asks
+  // to see their presence; they must accept.
+  async addContact(address, name = '', groups = []) {
+    const jid = bare(address);
+    await this.client.iq('set', x('query', { xmlns: NS.roster },
+      x('item', { jid, name: name || undefined }, groups.map((g) => x('group', {}, g)))));
+    const c = this.contacts.get(jid);
+    if (c) c.error = '';
+    if (!c || (c.subscription !== 'to' && c.subscription !== 'both')) {
+      this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribe' }));
+    }
+    this._render();
+  }
+}
+
+if (!customElements.get('parley-chat')) customElements.define('parley-chat', ParleyChat);
