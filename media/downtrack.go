@@ -1,0 +1,369 @@
+package media
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// rtpWriter is where a downTrack's packets go: a subscriber's
+// PeerConnection (webrtc.TrackLocalWriter) or a recorder.
+type rtpWriter interface {
+	WriteRTP(header *rtp.Header, payload []byte) (int, error)
+}
+
+// Queue item kinds.
+const (
+	itemPacket uint8 = iota
+	itemSync         // first packet after a start, layer switch or resume: rebase
+	itemRetransmit   // answer a NACK; seq is the subscriber's sequence number
+)
+
+type item struct {
+	dt    *downTrack
+	seq   uint16 // publisher's sequence number, or ours for itemRetransmit
+	adj   uint16 // publisher's sequence number less skipped padding
+	layer int8
+	kind  uint8
+}
+
+// downPeer is one receiver of forwarded packets (a subscriber's
+// PeerConnection, or a recording): one bounded queue and one writer
+// goroutine. When the queue is full the packet is dropped for this receiver
+// only; the subscriber NACKs the gap (answered from the publisher's cache)
+// and gets a keyframe later. This is galene's rtpwriter idea with the queue
+// per receiver, so a receiver whose socket blocks (ICE-TCP) stalls nobody.
+type downPeer struct {
+	q     chan item
+	done  chan struct{}
+	ready atomic.Bool // transport up: packets written now arrive
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+func newDownPeer(queue int) *downPeer {
+	p := &downPeer{q: make(chan item, queue), done: make(chan struct{})}
+	p.wg.Add(1)
+	go p.run()
+	return p
+}
+
+func (p *downPeer) push(it item) bool {
+	select {
+	case p.q <- it:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *downPeer) run() {
+	defer p.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		select {
+		case it := <-p.q:
+			it.dt.handle(it, buf)
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// close stops the writer and waits for it; queued packets are discarded.
+func (p *downPeer) close() {
+	p.once.Do(func() { close(p.done) })
+	p.wg.Wait()
+}
+
+const (
+	videoHistory = 1024
+	audioHistory = 256
+)
+
+// histEntry maps a sequence number we sent to where the packet came from,
+// so a NACK can be answered from the publisher's cache with the same
+// rewritten header.
+type histEntry struct {
+	out, src uint16
+	ts       uint32
+	layer    int8
+	valid    bool
+}
+
+// downTrack forwards one upTrack to one downPeer. It implements
+// webrtc.TrackLocal so pion negotiates it like any local track, while the
+// packets come straight from the publisher's cache.
+type downTrack struct {
+	up   *upTrack
+	peer *downPeer
+	// sub is the subscribing participant; nil for a recording.
+	sub *participant
+
+	// Bind sets these before bound becomes true; the writer reads them
+	// only after seeing bound.
+	out         rtpWriter
+	ssrc        uint32
+	pt          uint8
+	bound       atomic.Bool
+	unsupported atomic.Bool
+	sender      *webrtc.RTPSender
+	mid         string
+
+	// cur is the layer being forwarded, -1 while waiting for a keyframe
+	// to (re)start on; target is the layer wanted, -1 for none.
+	cur, target atomic.Int32
+	// maxLayer is the subscriber's cap from its layer message (display
+	// size); -1 when it paused the track.
+	maxLayer atomic.Int32
+	dropped  atomic.Uint32
+
+	// Writer-goroutine state.
+	started   bool
+	delivered bool
+	layer     int8
+	seqOffset uint16
+	tsOffset  uint32
+	syncSeq   uint16
+	lastSeq   uint16
+	lastTs    uint32
+	lastWall  time.Time
+	hist      []histEntry
+	hdr       rtp.Header
+}
+
+func newDownTrack(up *upTrack, peer *downPeer, sub *participant) *downTrack {
+	dt := &downTrack{up: up, peer: peer, sub: sub}
+	dt.cur.Store(-1)
+	dt.target.Store(-1)
+	dt.maxLayer.Store(maxLayers - 1)
+	n := videoHistory
+	if up.kind == webrtc.RTPCodecTypeAudio {
+		n = audioHistory
+		dt.target.Store(0)
+	}
+	dt.hist = make([]histEntry, n)
+	// Random starting points, as RFC 3550 asks of any sender.
+	dt.lastSeq = uint16(rand.Uint32())
+	dt.lastTs = rand.Uint32()
+	return dt
+}
+
+// Bind is called by pion once the subscriber's answer fixed the codec.
+func (dt *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	c, ok := matchCodec(dt.up.codec.RTPCodecCapability, ctx.CodecParameters())
+	if !ok {
+		// Failing Bind would fail the whole renegotiation; the track just
+		// stays silent for a subscriber that cannot decode it.
+		dt.unsupported.Store(true)
+		if cs := ctx.CodecParameters(); len(cs) > 0 {
+			return cs[0], nil
+		}
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	dt.out = ctx.WriteStream()
+	dt.ssrc = uint32(ctx.SSRC())
+	dt.pt = uint8(c.PayloadType)
+	dt.bound.Store(true)
+	dt.requestKeyframe()
+	return c, nil
+}
+
+// Unbind is called by pion when the track is removed or the connection
+// closes.
+func (dt *downTrack) Unbind(webrtc.TrackLocalContext) error {
+	dt.bound.Store(false)
+	return nil
+}
+
+// ID is the msid track id subscribers see: the source ("camera").
+func (dt *downTrack) ID() string { return string(dt.up.source) }
+
+// StreamID is the msid stream id: the publishing participant.
+func (dt *downTrack) StreamID() string { return dt.up.owner.id }
+
+// RID is empty: a subscriber receives one stream per track.
+func (dt *downTrack) RID() string { return "" }
+
+// Kind is the publisher's track kind.
+func (dt *downTrack) Kind() webrtc.RTPCodecType { return dt.up.kind }
+
+// offer is called on the publisher's read goroutine for every packet of
+// layer. It decides with two atomic loads whether this subscriber wants the
+// packet and queues it without blocking.
+func (dt *downTrack) offer(layer int8, seq, adj uint16, key bool) {
+	cur := dt.cur.Load()
+	tgt := dt.target.Load()
+	if cur == int32(layer) {
+		if tgt < 0 {
+			dt.cur.CompareAndSwap(cur, -1)
+			return
+		}
+		if !dt.peer.push(item{dt: dt, seq: seq, adj: adj, layer: layer, kind: itemPacket}) {
+			dt.dropped.Add(1)
+		}
+		return
+	}
+	if !key || tgt != int32(layer) || !dt.bound.Load() || !dt.peer.ready.Load() {
+		return
+	}
+	if dt.cur.CompareAndSwap(cur, int32(layer)) {
+		if !dt.peer.push(item{dt: dt, seq: seq, adj: adj, layer: layer, kind: itemSync}) {
+			dt.cur.CompareAndSwap(int32(layer), -1)
+			dt.dropped.Add(1)
+		}
+	}
+}
+
+// requestKeyframe asks for a keyframe on the layer this subscriber is
+// waiting for, or else the one it receives.
+func (dt *downTrack) requestKeyframe() {
+	l := dt.target.Load()
+	if l < 0 {
+		l = dt.cur.Load()
+	}
+	if l >= 0 {
+		dt.up.requestKeyframe(int8(l))
+	}
+}
+
+// handle runs on the downPeer's writer goroutine.
+func (dt *downTrack) handle(it item, buf []byte) {
+	if !dt.bound.Load() {
+		return
+	}
+	if it.kind == itemRetransmit {
+		dt.retransmit(it.seq, buf)
+		return
+	}
+	l := dt.up.layer(it.layer)
+	if l == nil {
+		return
+	}
+	n, ok := l.cache.get(it.seq, buf)
+	if !ok {
+		if it.kind == itemSync {
+			dt.cur.CompareAndSwap(int32(it.layer), -1)
+		}
+		return
+	}
+	b := buf[:n]
+	info, ok := parseRTP(b)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	if it.kind == itemSync {
+		dt.rebase(it, info, now)
+	} else if !dt.started || it.layer != dt.layer || seqAfter(dt.syncSeq, it.adj) {
+		// A packet of the layer we left, or older than the keyframe we
+		// switched on: its number would collide with ones already sent.
+		return
+	}
+	outSeq := it.adj + dt.seqOffset
+	outTs := info.ts + dt.tsOffset
+	if seqAfter(outSeq, dt.lastSeq) {
+		dt.lastSeq, dt.lastTs, dt.lastWall = outSeq, outTs, now
+	}
+	dt.hist[int(outSeq)%len(dt.hist)] = histEntry{out: outSeq, src: it.seq, ts: outTs, layer: it.layer, valid: true}
+	wrote := dt.write(&info, b, outSeq, outTs)
+	if !wrote && !dt.delivered {
+		// The transport is not up yet (pion drops the packet silently):
+		// start over at a later keyframe so the first one is not lost.
+		dt.started = false
+		dt.cur.Store(-1)
+		return
+	}
+	dt.delivered = true
+}
+
+// rebase makes the stream continue where this subscriber's last one ended:
+// next sequence number, and a timestamp advanced by the wall-clock time
+// since the last packet, so a layer switch or a resume looks like one
+// continuous stream to the subscriber's jitter buffer.
+func (dt *downTrack) rebase(it item, info rtpInfo, now time.Time) {
+	clock := dt.up.codec.ClockRate
+	if clock == 0 {
+		clock = 90000
+	}
+	delta := uint32(1)
+	if !dt.lastWall.IsZero() {
+		if d := uint32(now.Sub(dt.lastWall).Seconds() * float64(clock)); d > 0 {
+			delta = d
+		}
+	}
+	dt.seqOffset = dt.lastSeq + 1 - it.adj
+	dt.tsOffset = dt.lastTs + delta - info.ts
+	dt.syncSeq = it.adj
+	dt.layer = it.layer
+	dt.started = true
+}
+
+func (dt *downTrack) retransmit(seq uint16, buf []byte) {
+	e := dt.hist[int(seq)%len(dt.hist)]
+	if !e.valid || e.out != seq {
+		return
+	}
+	l := dt.up.layer(e.layer)
+	if l == nil {
+		return
+	}
+	n, ok := l.cache.get(e.src, buf)
+	if !ok {
+		return
+	}
+	info, ok := parseRTP(buf[:n])
+	if !ok {
+		return
+	}
+	dt.write(&info, buf[:n], e.out, e.ts)
+}
+
+// write sends one packet with our SSRC, payload type and numbering. The
+// publisher's header extensions are dropped: their ids were negotiated on
+// another connection, and the subscriber's interceptors add their own.
+func (dt *downTrack) write(info *rtpInfo, b []byte, seq uint16, ts uint32) bool {
+	h := &dt.hdr
+	*h = rtp.Header{
+		Version:        2,
+		Padding:        info.padLen > 0,
+		PaddingSize:    byte(info.padLen),
+		Marker:         info.marker,
+		PayloadType:    dt.pt,
+		SequenceNumber: seq,
+		Timestamp:      ts,
+		SSRC:           dt.ssrc,
+		Extensions:     h.Extensions[:0],
+	}
+	n, err := dt.out.WriteRTP(h, info.payload(b))
+	return err == nil && n > 0
+}
+
+// rtcpLoop reads what the subscriber says about this track: keyframe
+// requests go to the publisher, NACKs are answered from the cache. Reading
+// also feeds the congestion controller (its interceptor sits in this path).
+func (dt *downTrack) rtcpLoop(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				dt.requestKeyframe()
+			case *rtcp.TransportLayerNack:
+				for _, pair := range p.Nacks {
+					pair.Range(func(seq uint16) bool {
+						return dt.peer.push(item{dt: dt, seq: seq, kind: itemRetransmit})
+					})
+				}
+			}
+		}
+	}
+}
