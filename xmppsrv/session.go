@@ -53,9 +53,9 @@ type Session struct {
 	// external is the user the host's webmail session vouches for on a
 	// WebSocket from a trusted origin: SASL EXTERNAL logs them in.
 	external string
-	id     string // stream id
-	domain string // stream's 'to'
-	lang   string
+	id       string // stream id
+	domain   string // stream's 'to'
+	lang     string
 
 	reader *stanzaReader
 	bw     *bufio.Writer // synchronous writes before the writer goroutine starts
@@ -76,7 +76,7 @@ type Session struct {
 	qroom   *sync.Cond // signalled when the writer makes room
 	closing bool
 	queue   []outItem
-	wfailed bool // the writer hit a dead connection
+	wfailed bool          // the writer hit a dead connection
 	notify  chan struct{} // a wake-up for the writer, capacity 1
 	quit    chan struct{}
 	final   []byte // written after the queue when quitting
