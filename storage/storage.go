@@ -132,6 +132,7 @@ type Store interface {
 	Offline
 	UserData
 	Meetings
+	Archive
 	// Close releases the store; calls after Close return ErrClosed.
 	Close() error
 }

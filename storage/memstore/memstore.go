@@ -46,6 +46,7 @@ type user struct {
 	offline  []storage.OfflineMessage // in Seq order
 	lastSeq  uint64                   // survives DeleteOffline, so Seq never repeats
 	userdata map[string][]byte
+	archive  archive // message history; see archive.go
 }
 
 var _ storage.Store = (*Store)(nil)

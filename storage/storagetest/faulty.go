@@ -24,7 +24,8 @@ var ErrInjected = errors.New("storagetest: injected write failure")
 // Close always go through.
 //
 // Writes are PutRosterItem, DeleteRosterItem, PushOffline, DeleteOffline,
-// PutUserData and DeleteUserData.
+// PutUserData, DeleteUserData, AppendMessages, SetMessageState and
+// DeleteConversation.
 //
 //	f := &storagetest.Faulty{Store: memstore.New(), FailAfter: 2}
 //	// third and later writes fail with storagetest.ErrInjected
@@ -115,4 +116,29 @@ func (f *Faulty) DeleteUserData(ctx context.Context, owner, key string) error {
 		return ErrInjected
 	}
 	return f.Store.DeleteUserData(ctx, owner, key)
+}
+
+// AppendMessages is a write: one call is one write, however many
+// messages it carries, as it is one transaction.
+func (f *Faulty) AppendMessages(ctx context.Context, msgs []storage.ArchivedMessage) error {
+	if f.fail() {
+		return ErrInjected
+	}
+	return f.Store.AppendMessages(ctx, msgs)
+}
+
+// SetMessageState is a write.
+func (f *Faulty) SetMessageState(ctx context.Context, owner, with, clientID string, state uint8) error {
+	if f.fail() {
+		return ErrInjected
+	}
+	return f.Store.SetMessageState(ctx, owner, with, clientID, state)
+}
+
+// DeleteConversation is a write.
+func (f *Faulty) DeleteConversation(ctx context.Context, owner, with string) error {
+	if f.fail() {
+		return ErrInjected
+	}
+	return f.Store.DeleteConversation(ctx, owner, with)
 }

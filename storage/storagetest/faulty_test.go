@@ -31,6 +31,11 @@ func TestFaultyFailsEveryWriteKind(t *testing.T) {
 		"DeleteOffline":    func(s storage.Store) error { return s.DeleteOffline(ctx, "a@x", 1) },
 		"PutUserData":      func(s storage.Store) error { return s.PutUserData(ctx, "a@x", "k", nil) },
 		"DeleteUserData":   func(s storage.Store) error { return s.DeleteUserData(ctx, "a@x", "k") },
+		"AppendMessages": func(s storage.Store) error {
+			return s.AppendMessages(ctx, []storage.ArchivedMessage{{Owner: "a@x", ID: "1", With: "b@x"}})
+		},
+		"SetMessageState":    func(s storage.Store) error { return s.SetMessageState(ctx, "a@x", "b@x", "c1", 1) },
+		"DeleteConversation": func(s storage.Store) error { return s.DeleteConversation(ctx, "a@x", "b@x") },
 	}
 	for name, write := range writes {
 		f := &storagetest.Faulty{Store: memstore.New()} // FailAfter 0: all fail
@@ -115,5 +120,39 @@ func TestFaultyConcurrentCount(t *testing.T) {
 	msgs, _ := f.OfflineMessages(ctx, "a@x")
 	if failed != 50 || len(msgs) != 50 {
 		t.Errorf("%d failed, %d stored; want 50 and 50", failed, len(msgs))
+	}
+}
+
+func TestFaultyArchive(t *testing.T) {
+	ctx := context.Background()
+	inner := memstore.New()
+	f := &storagetest.Faulty{Store: inner, FailAfter: 1}
+	defer f.Close()
+	msg := func(id, body string) storage.ArchivedMessage {
+		return storage.ArchivedMessage{Owner: "a@x", ID: id, With: "b@x", ClientID: "c" + id, Body: body}
+	}
+	// A batch is one write.
+	if err := f.AppendMessages(ctx, []storage.ArchivedMessage{msg("1", "kept"), msg("2", "kept too")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.AppendMessages(ctx, []storage.ArchivedMessage{msg("3", "lost")}); !errors.Is(err, storagetest.ErrInjected) {
+		t.Fatalf("second append: err = %v, want ErrInjected", err)
+	}
+	if err := f.SetMessageState(ctx, "a@x", "b@x", "c1", 2); !errors.Is(err, storagetest.ErrInjected) {
+		t.Errorf("SetMessageState: err = %v, want ErrInjected", err)
+	}
+	if err := f.DeleteConversation(ctx, "a@x", "b@x"); !errors.Is(err, storagetest.ErrInjected) {
+		t.Errorf("DeleteConversation: err = %v, want ErrInjected", err)
+	}
+	// Reads go through, and are not writes.
+	msgs, complete, err := f.QueryMessages(ctx, "a@x", storage.ArchiveQuery{Text: "kept"})
+	if err != nil || !complete || len(msgs) != 2 || msgs[0].State != 0 {
+		t.Errorf("QueryMessages through Faulty = %+v, %v, %v; want the two kept, State 0", msgs, complete, err)
+	}
+	if n := f.Writes(); n != 4 {
+		t.Errorf("Writes() = %d, want 4", n)
+	}
+	if msgs, _, _ := inner.QueryMessages(ctx, "a@x", storage.ArchiveQuery{}); len(msgs) != 2 {
+		t.Errorf("inner archive holds %d messages, want 2", len(msgs))
 	}
 }

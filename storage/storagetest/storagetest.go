@@ -83,6 +83,7 @@ func RunConformanceTests(t *testing.T, newStore func(t *testing.T) storage.Store
 		{"Concurrent/ReadersAndWriters", testConcurrentReadersAndWriters},
 		{"Closed", testClosed},
 	}
+	tests = append(tests, archiveTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -1148,7 +1149,13 @@ func testClosed(t *testing.T, h harness) {
 		"UserData":         func() error { _, err := s.UserData(ctx(), alice, "k"); return err },
 		"PutUserData":      func() error { return s.PutUserData(ctx(), alice, "k", nil) },
 		"DeleteUserData":   func() error { return s.DeleteUserData(ctx(), alice, "k") },
-		"Close":            s.Close,
+		"AppendMessages": func() error {
+			return s.AppendMessages(ctx(), []storage.ArchivedMessage{amsg(alice, 1, bob, "hi")})
+		},
+		"QueryMessages":      func() error { _, _, err := s.QueryMessages(ctx(), alice, storage.ArchiveQuery{}); return err },
+		"SetMessageState":    func() error { return s.SetMessageState(ctx(), alice, bob, "c1", 1) },
+		"DeleteConversation": func() error { return s.DeleteConversation(ctx(), alice, bob) },
+		"Close":              s.Close,
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, storage.ErrClosed) {
