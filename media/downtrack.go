@@ -120,8 +120,9 @@ type downTrack struct {
 	cur, target atomic.Int32
 	// maxLayer is the subscriber's cap from its layer message (display
 	// size); -1 when it paused the track.
-	maxLayer atomic.Int32
-	dropped  atomic.Uint32
+	maxLayer    atomic.Int32
+	dropped     atomic.Uint32
+	retransmits atomic.Uint64
 
 	// Writer-goroutine state.
 	started   bool
@@ -321,7 +322,9 @@ func (dt *downTrack) retransmit(seq uint16, buf []byte) {
 	if !ok {
 		return
 	}
-	dt.write(&info, buf[:n], e.out, e.ts)
+	if dt.write(&info, buf[:n], e.out, e.ts) {
+		dt.retransmits.Add(1)
+	}
 }
 
 // write sends one packet with our SSRC, payload type and numbering. The

@@ -498,8 +498,8 @@ func (p *participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	if !started {
 		return
 	}
+	p.goroutine(func() { rtcpDrain(recv, remote.RID()) })
 	if fresh {
-		p.goroutine(func() { rtcpDrain(recv) })
 		p.room.publish(up)
 	} else {
 		// A new simulcast layer: subscribers may now want it.

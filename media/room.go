@@ -295,6 +295,7 @@ func (r *room) loop() {
 			return
 		case now := <-t.C:
 			r.speakerTick(now)
+			r.flushKeyframeRequests()
 			if n%4 == 0 {
 				r.sampleBitrates(now.Sub(last))
 				last = now
@@ -342,6 +343,24 @@ func (r *room) speakerTick(now time.Time) {
 	r.speakerID = id
 	r.mu.Unlock()
 	r.emit(Event{Type: EventActiveSpeaker, Participant: id})
+}
+
+// flushKeyframeRequests sends the keyframe requests the rate limit held
+// back.
+func (r *room) flushKeyframeRequests() {
+	r.mu.Lock()
+	ups := make([]*upTrack, 0, len(r.tracks))
+	for up := range r.tracks {
+		ups = append(ups, up)
+	}
+	r.mu.Unlock()
+	for _, up := range ups {
+		for _, l := range up.layerList() {
+			if l.keyPending.Load() {
+				l.requestKeyframe()
+			}
+		}
+	}
 }
 
 func (r *room) sampleBitrates(d time.Duration) {

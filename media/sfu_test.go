@@ -2,14 +2,22 @@ package media
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/at-wat/ebml-go"
+	"github.com/at-wat/ebml-go/webm"
+	"github.com/pion/interceptor"
 )
 
 func quietLogger() *slog.Logger {
@@ -130,5 +138,405 @@ func TestForwardIntactToSubscribers(t *testing.T) {
 		if !isVP8KeyStart(first.payload) {
 			t.Errorf("%s: video did not start with a keyframe", c.id)
 		}
+	}
+}
+
+// dropper is an interceptor for a subscriber that loses chosen incoming
+// video packets the first time they arrive, after SRTP and before NACK
+// generation, as if the network had lost them.
+type dropper struct {
+	mu      sync.Mutex
+	every   uint16
+	dropped map[uint16]bool
+}
+
+func (d *dropper) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &dropInterceptor{d: d}, nil
+}
+
+func (d *dropper) seqs() []uint16 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []uint16
+	for s := range d.dropped {
+		out = append(out, s)
+	}
+	return out
+}
+
+type dropInterceptor struct {
+	interceptor.NoOp
+	d *dropper
+}
+
+func (i *dropInterceptor) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+	if !strings.HasPrefix(info.MimeType, "video/") {
+		return reader
+	}
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, attr, err := reader.Read(b, a)
+			if err != nil || n < 4 {
+				return n, attr, err
+			}
+			seq := binary.BigEndian.Uint16(b[2:4])
+			i.d.mu.Lock()
+			drop := seq%i.d.every == 0 && !i.d.dropped[seq]
+			if drop {
+				i.d.dropped[seq] = true
+			}
+			i.d.mu.Unlock()
+			if !drop {
+				return n, attr, nil
+			}
+		}
+	})
+}
+
+func TestNACKAnsweredFromCache(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	d := &dropper{every: 20, dropped: map[uint16]bool{}}
+	sub := dialClient(t, ts, "room/sub", clientOpts{interceptors: []interceptor.Factory{d}})
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	video := pub.publish(synthSpec{source: SourceCamera})[0]
+	rt := sub.track("pub/camera", 5*time.Second)
+	time.Sleep(2500 * time.Millisecond)
+
+	dropped := d.seqs()
+	if len(dropped) < 3 {
+		t.Fatalf("only %d packets dropped; the test needs traffic", len(dropped))
+	}
+	// Every dropped packet must have come back, intact, with its number.
+	waitFor(t, 2*time.Second, "retransmissions", func() bool {
+		got := map[uint16]bool{}
+		for _, p := range rt.snapshot() {
+			got[p.seq] = true
+		}
+		for _, s := range dropped {
+			if !got[s] {
+				return false
+			}
+		}
+		return true
+	})
+	checkIntact(t, rt, video)
+
+	// The SFU answered them itself: the publisher was never asked.
+	p := ts.sfu.room("room").get("sub")
+	var retx uint64
+	p.subMu.Lock()
+	for _, dt := range p.downs {
+		retx += dt.retransmits.Load()
+	}
+	p.subMu.Unlock()
+	if retx < uint64(len(dropped)) {
+		t.Errorf("SFU retransmitted %d packets for %d losses", retx, len(dropped))
+	}
+	if n := video.nacks.Load(); n != 0 {
+		t.Errorf("publisher got %d NACKs; the SFU should answer from its cache", n)
+	}
+}
+
+func TestLateJoinerGetsKeyframe(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	early := dialClient(t, ts, "room/early", clientOpts{})
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	video := pub.publish(synthSpec{source: SourceCamera})[0] // keyframes only on request
+	early.track("pub/camera", 5*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+
+	plisBefore := video.plis[0].Load()
+	keysBefore := video.keySent[0].Load()
+	start := time.Now()
+	var late []*testClient
+	for i := 0; i < 3; i++ {
+		late = append(late, dialClient(t, ts, fmt.Sprintf("room/late%d", i), clientOpts{}))
+	}
+	for _, c := range late {
+		rt := c.track("pub/camera", 2*time.Second)
+		waitFor(t, 2*time.Second, "video at a late joiner", func() bool { return len(rt.snapshot()) > 0 })
+		first := rt.snapshot()[0]
+		if d := first.at.Sub(start); d > time.Second {
+			t.Errorf("%s: first video after %v", c.id, d)
+		}
+		if !isVP8KeyStart(first.payload) {
+			t.Errorf("%s: first video packet is not a keyframe start", c.id)
+		}
+	}
+	plis := video.plis[0].Load() - plisBefore
+	if plis == 0 || video.keySent[0].Load() == keysBefore {
+		t.Fatalf("no PLI reached the publisher (%d) or no keyframe was sent", plis)
+	}
+	// Three joiners within a few milliseconds cost the publisher about
+	// one keyframe, not three.
+	if plis > 3 {
+		t.Errorf("publisher got %d PLIs for 3 joiners; keyframe requests are not rate-limited", plis)
+	}
+	t.Logf("late joiners: %d PLIs reached the publisher", plis)
+}
+
+// layersSince returns the simulcast layer of each video packet received
+// after from.
+func layersSince(rt *recvTrack, from int) []int {
+	var out []int
+	for _, p := range rt.snapshot()[from:] {
+		out = append(out, synthLayer(p.payload))
+	}
+	return out
+}
+
+func waitLayer(t *testing.T, rt *recvTrack, want int, within time.Duration) int {
+	t.Helper()
+	var last int
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		pkts := rt.snapshot()
+		if len(pkts) > 0 {
+			last = synthLayer(pkts[len(pkts)-1].payload)
+			if last == want {
+				return len(pkts) - 1
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: still on layer %d after %v, want %d", rt.key, last, within, want)
+	return 0
+}
+
+func TestSimulcastFollowsBandwidthAndDisplaySize(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	p := ts.sfu.room("room").get("sub")
+	p.bwOverride.Store(10_000_000)
+
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	video := pub.publish(synthSpec{source: SourceCamera, layers: []string{"q", "h", "f"}})[0]
+	rt := sub.track("pub/camera", 5*time.Second)
+
+	// Plenty of bandwidth: the full layer.
+	waitLayer(t, rt, 2, 4*time.Second)
+	// The real estimator is wired and running next to the override.
+	if e := p.estimator.Load(); e == nil || (*e).GetTargetBitrate() <= 0 {
+		t.Fatal("no congestion-control estimate for the subscriber")
+	}
+
+	// Bandwidth drops below the half layer: the quarter layer.
+	p.bwOverride.Store(250_000)
+	switchAt := waitLayer(t, rt, 0, 3*time.Second)
+	pkts := rt.snapshot()
+	before, after := pkts[switchAt-1], pkts[switchAt]
+	if before.seq+1 != after.seq {
+		t.Errorf("sequence jumps %d -> %d at the layer switch", before.seq, after.seq)
+	}
+	if !seqAfter32(after.ts, before.ts) {
+		t.Errorf("timestamp goes back %d -> %d at the layer switch", before.ts, after.ts)
+	}
+	if !isVP8KeyStart(after.payload) {
+		t.Error("the new layer does not start on a keyframe")
+	}
+	if video.plis[0].Load() == 0 {
+		t.Error("no keyframe request reached the quarter layer")
+	}
+
+	// Bandwidth is back, but the subscriber shows the video at 640x360:
+	// the half layer is enough.
+	p.bwOverride.Store(10_000_000)
+	sub.send(map[string]any{"type": "layer", "track": "pub/camera", "width": 640, "height": 360})
+	waitLayer(t, rt, 1, 3*time.Second)
+
+	// The subscriber pauses it: nothing more arrives.
+	sub.send(map[string]any{"type": "layer", "track": "pub/camera", "paused": true})
+	time.Sleep(300 * time.Millisecond)
+	n := len(rt.snapshot())
+	time.Sleep(500 * time.Millisecond)
+	if m := len(rt.snapshot()); m != n {
+		t.Errorf("%d packets arrived for a paused track", m-n)
+	}
+	checkIntact(t, rt, video)
+}
+
+func seqAfter32(a, b uint32) bool { return a != b && a-b < 1<<31 }
+
+func TestModeratorMuteStopsAudio(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	mod := dialClient(t, ts, "room/mod/moderator", clientOpts{})
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	talker := dialClient(t, ts, "room/talker", clientOpts{})
+	audio := talker.publish(synthSpec{source: SourceMic, level: 20})[0]
+	rt := sub.track("talker/mic", 5*time.Second)
+	waitFor(t, 2*time.Second, "audio", func() bool { return len(rt.snapshot()) > 10 })
+
+	// A participant may not moderate.
+	sub.send(map[string]any{"type": "moderate", "action": "mute", "participant": "talker"})
+	waitFor(t, 2*time.Second, "forbidden error", func() bool {
+		for _, e := range sub.errorsSeen() {
+			if e.Code == codeForbidden {
+				return true
+			}
+		}
+		return false
+	})
+
+	mod.send(map[string]any{"type": "moderate", "action": "mute", "participant": "talker"})
+	ev := sub.waitEvent(EventMute, 2*time.Second, func(e Event) bool { return e.Participant == "talker" && e.Blocked })
+	if !ev.Muted || ev.By != "mod" || ev.Source != SourceMic {
+		t.Errorf("mute event %+v", ev)
+	}
+	talker.waitEvent(EventMute, 2*time.Second, func(e Event) bool { return e.Participant == "talker" && e.Blocked })
+	time.Sleep(200 * time.Millisecond)
+	n := len(rt.snapshot())
+	// The talker trying to unmute themselves changes nothing.
+	talker.send(map[string]any{"type": "mute", "source": "mic", "muted": false})
+	time.Sleep(700 * time.Millisecond)
+	if m := len(rt.snapshot()); m != n {
+		t.Fatalf("%d audio packets forwarded after the moderator muted", m-n)
+	}
+
+	// The moderator lifts it; audio comes back as one continuous stream.
+	mod.send(map[string]any{"type": "moderate", "action": "unmute", "participant": "talker"})
+	waitFor(t, 2*time.Second, "audio after unmute", func() bool { return len(rt.snapshot()) > n+10 })
+	pkts := rt.snapshot()
+	if pkts[n].seq != pkts[n-1].seq+1 {
+		t.Errorf("sequence jumps %d -> %d over the mute", pkts[n-1].seq, pkts[n].seq)
+	}
+	if gap := pkts[n].ts - pkts[n-1].ts; gap < 48000*7/10 {
+		t.Errorf("timestamp advanced %d over a >0.7s mute", gap)
+	}
+	checkIntact(t, rt, audio)
+
+	// Removing: the participant is told, and leaves the room.
+	mod.send(map[string]any{"type": "moderate", "action": "remove", "participant": "talker"})
+	ev = sub.waitEvent(EventLeft, 3*time.Second, func(e Event) bool { return e.Participant == "talker" })
+	if ev.Reason != "removed" {
+		t.Errorf("left event %+v", ev)
+	}
+	waitFor(t, time.Second, "removed message", func() bool {
+		talker.mu.Lock()
+		defer talker.mu.Unlock()
+		return talker.removed != nil && talker.removed.By == "mod"
+	})
+}
+
+// memSink keeps recordings in memory.
+type memSink struct {
+	mu    sync.Mutex
+	files map[string]*memFile
+}
+
+type memFile struct {
+	bytes.Buffer
+	closed bool
+	info   RecordingInfo
+}
+
+func (f *memFile) Close() error { f.closed = true; return nil }
+
+func (s *memSink) Create(_ context.Context, info RecordingInfo) (io.WriteCloser, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := &memFile{info: info}
+	s.files[info.Participant+"/"+string(info.Source)] = f
+	return f, nil
+}
+
+func TestRecordingWritesWebM(t *testing.T) {
+	leakCheck(t)
+	sink := &memSink{files: map[string]*memFile{}}
+	ts := newTestServer(t, func(c *Config) { c.Recording = sink })
+	mod := dialClient(t, ts, "room/mod/moderator/rec", clientOpts{})
+	other := dialClient(t, ts, "room/other/rec", clientOpts{})
+	mod.publish(synthSpec{source: SourceMic, level: 30}, synthSpec{source: SourceCamera, layers: []string{"q", "h", "f"}})
+	other.track("mod/camera", 5*time.Second)
+
+	// Only moderators record.
+	other.send(map[string]any{"type": "record", "on": true})
+	waitFor(t, 2*time.Second, "forbidden", func() bool { return len(other.errorsSeen()) > 0 })
+
+	mod.send(map[string]any{"type": "record", "on": true})
+	other.waitEvent(EventRecording, 2*time.Second, func(e Event) bool { return e.Recording && e.By == "mod" })
+	if !ts.sfu.Recording("room") {
+		t.Fatal("SFU does not report the recording")
+	}
+	time.Sleep(2 * time.Second)
+	mod.send(map[string]any{"type": "record", "on": false})
+	other.waitEvent(EventRecording, 2*time.Second, func(e Event) bool { return !e.Recording })
+
+	sink.mu.Lock()
+	f := sink.files["mod/camera"]
+	sink.mu.Unlock()
+	if f == nil || !f.closed {
+		t.Fatalf("no closed recording for mod: %+v", sink.files)
+	}
+	var doc struct {
+		Header  webm.EBMLHeader `ebml:"EBML"`
+		Segment webm.Segment    `ebml:"Segment"`
+	}
+	if err := ebml.Unmarshal(bytes.NewReader(f.Bytes()), &doc); err != nil {
+		t.Fatalf("recording does not parse: %v", err)
+	}
+	if doc.Header.DocType != "webm" {
+		t.Errorf("doc type %q", doc.Header.DocType)
+	}
+	codecs := map[uint64]string{}
+	for _, e := range doc.Segment.Tracks.TrackEntry {
+		codecs[e.TrackNumber] = e.CodecID
+	}
+	if codecs[1] != "A_OPUS" || codecs[2] != "V_VP8" {
+		t.Fatalf("tracks %v, want A_OPUS and V_VP8", codecs)
+	}
+	blocks := map[uint64]int{}
+	firstVideoKey, sawVideo := false, false
+	var lastTime = map[uint64]int64{}
+	for _, c := range doc.Segment.Cluster {
+		for _, b := range c.SimpleBlock {
+			blocks[b.TrackNumber]++
+			at := int64(c.Timecode) + int64(b.Timecode)
+			if at < lastTime[b.TrackNumber] {
+				t.Errorf("track %d goes back in time: %d after %d", b.TrackNumber, at, lastTime[b.TrackNumber])
+			}
+			if _, ok := lastTime[b.TrackNumber]; !ok {
+				t.Logf("track %d first block at %d ms", b.TrackNumber, at)
+			}
+			lastTime[b.TrackNumber] = at
+			if b.TrackNumber == 2 && !sawVideo {
+				sawVideo, firstVideoKey = true, b.Keyframe
+				if !isVP8Keyframe(b.Data[0]) {
+					t.Error("first video frame has no keyframe bit")
+				}
+			}
+		}
+	}
+	// 2 s of 20 ms audio and 30 fps video; allow for start-up.
+	if blocks[1] < 60 || blocks[2] < 30 {
+		t.Errorf("blocks per track %v", blocks)
+	}
+	if !firstVideoKey {
+		t.Error("first video block not flagged as a keyframe")
+	}
+	t.Logf("recording: %d bytes, %v blocks per track, %v ms", f.Len(), blocks, lastTime)
+}
+
+func isVP8Keyframe(frame []byte) bool { return len(frame) > 0 && frame[0]&1 == 0 }
+
+func TestRecordingNeedsPermission(t *testing.T) {
+	leakCheck(t)
+	sink := &memSink{files: map[string]*memFile{}}
+	ts := newTestServer(t, func(c *Config) { c.Recording = sink })
+	mod := dialClient(t, ts, "room/mod/moderator", clientOpts{}) // limits without recording
+	mod.send(map[string]any{"type": "record", "on": true})
+	waitFor(t, 2*time.Second, "refusal", func() bool {
+		for _, e := range mod.errorsSeen() {
+			if e.Code == codeRecording {
+				return true
+			}
+		}
+		return false
+	})
+	if err := ts.sfu.SetRecording("room", true); !errors.Is(err, ErrRecordingUnavailable) {
+		t.Errorf("SetRecording: %v", err)
 	}
 }

@@ -63,6 +63,7 @@ type upLayer struct {
 	bytes      atomic.Uint64 // since the last bitrate sample
 	bitrate    atomic.Int64  // bits per second, smoothed
 	lastKeyReq atomic.Int64  // unix nanoseconds of the last PLI sent
+	keyPending atomic.Bool   // a PLI was held back by the rate limit
 	keyframes  atomic.Uint64
 	width      atomic.Int32
 	height     atomic.Int32
@@ -231,13 +232,17 @@ func (up *upTrack) requestKeyframe(i int8) {
 
 // requestKeyframe sends a PLI for this stream unless one went out less
 // than Config.KeyframeInterval ago: a keyframe is expensive for the
-// publisher, and subscribers joining together need only one.
+// publisher, and subscribers joining together need only one. A request
+// that comes too soon is kept pending, and the room sends it when the
+// interval is over unless a keyframe came first.
 func (l *upLayer) requestKeyframe() {
 	now := time.Now().UnixNano()
 	last := l.lastKeyReq.Load()
 	if now-last < int64(l.up.owner.sfu.cfg.KeyframeInterval) || !l.lastKeyReq.CompareAndSwap(last, now) {
+		l.keyPending.Store(true)
 		return
 	}
+	l.keyPending.Store(false)
 	l.up.owner.writeRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
 }
 
@@ -281,6 +286,7 @@ func (l *upLayer) forward(b []byte) {
 		var w, h int
 		key, w, h = keyframeStart(up.ck, payload)
 		if key {
+			l.keyPending.Store(false)
 			l.keyframes.Add(1)
 			if w > 0 && h > 0 {
 				l.width.Store(int32(w))
@@ -302,11 +308,17 @@ func (l *upLayer) forward(b []byte) {
 	}
 }
 
-// rtcpLoop drains the publisher's RTCP (sender reports) so the receiver
-// report interceptor sees them.
-func rtcpDrain(recv *webrtc.RTPReceiver) {
+// rtcpDrain reads the publisher's RTCP for one stream (sender reports) so
+// the receiver report interceptor sees it.
+func rtcpDrain(recv *webrtc.RTPReceiver, rid string) {
 	for {
-		if _, _, err := recv.ReadRTCP(); err != nil {
+		var err error
+		if rid == "" {
+			_, _, err = recv.ReadRTCP()
+		} else {
+			_, _, err = recv.ReadSimulcastRTCP(rid)
+		}
+		if err != nil {
 			return
 		}
 	}
