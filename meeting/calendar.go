@@ -127,11 +127,14 @@ type SweepResult struct {
 
 // Sweep runs the nightly routine once: it deletes the meetings whose
 // appointment was cancelled or deleted (asking Config.Appointments), and
-// applies the end behaviour of every schedule that has ended. RunSweeper
+// applies the end behaviour of every schedule that has ended; it also
+// forgets live rooms nobody has used since their credentials expired.
+// RunSweeper
 // calls it at Config.SweepAt each day; hosts and tests may call it
 // whenever they like.
 func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	var res SweepResult
+	s.pruneRooms()
 	after := ""
 	for {
 		page, err := s.store.ListMeetings(ctx, after, 100)

@@ -675,6 +675,21 @@ func (s *Service) pruneLocked(r *room) {
 	r.order = kept
 }
 
+// pruneRooms forgets expired participants everywhere, and rooms left
+// with no participant and no subscriber.
+func (s *Service) pruneRooms() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, r := range s.rooms {
+		r.lock()
+		s.pruneLocked(r)
+		if r.ended || (len(r.parts) == 0 && len(r.watchers) == 0) {
+			delete(s.rooms, id)
+		}
+		r.unlock()
+	}
+}
+
 // participant finds the live participant of a credential and locks its
 // room; the caller unlocks it.
 func (s *Service) participant(cred string) (*room, *participant, error) {

@@ -245,3 +245,22 @@ func TestStartWithContact(t *testing.T) {
 		t.Errorf("room name: %q", m2.Title)
 	}
 }
+
+func TestSweepForgetsIdleRooms(t *testing.T) {
+	e := newEnv(t)
+	m := e.create(Change{})
+	c := e.connect(e.join(m, JoinRequest{User: alice}))
+	e.svc.disconnect(c.c)
+	e.svc.Sweep(ctx)
+	if n := len(e.svc.rooms); n != 1 {
+		t.Fatalf("%d rooms within the grace, want 1", n)
+	}
+	e.clock.Advance(time.Hour)
+	e.svc.Sweep(ctx)
+	if n := len(e.svc.rooms); n != 0 {
+		t.Errorf("%d rooms after the grace, want 0", n)
+	}
+	if _, err := e.svc.Authorize(ctx, c.cred); !errors.Is(err, ErrBadCredential) {
+		t.Errorf("credential after pruning: %v", err)
+	}
+}

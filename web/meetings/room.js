@@ -410,7 +410,7 @@ function renderFiles() {
     : [h('li', { class: 'hint' }, 'No files shared yet.')]));
   const bytes = list.reduce((n, f) => n + f.size, 0);
   $('#files-count').textContent = list.length;
-  $('#files-usage').textContent = list.length ? list.length + ' files · ' + fmtBytes(bytes) : '';
+  $('#files-usage').textContent = list.length ? list.length + (list.length === 1 ? ' file · ' : ' files · ') + fmtBytes(bytes) : '';
 }
 
 async function upload() {
