@@ -3,6 +3,7 @@ package parley
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,9 @@ type (
 	SCRAMCredentials = account.SCRAMCredentials
 	// Entry is one user or alias of the Directory.
 	Entry = account.Entry
+	// RequestAuthenticator is the optional add-on that lets the host's
+	// webmail session log the chat panel in.
+	RequestAuthenticator = account.RequestAuthenticator
 )
 
 // Entry kinds.
@@ -64,6 +68,18 @@ type Config struct {
 	// tests on loopback: passwords would cross the network in the clear.
 	AllowUnencrypted bool
 
+	// PublicURL is where the host mounts Handler, as browsers reach it
+	// (https://mail.example.com/parley). Links Parley makes (the
+	// WebSocket endpoint in host-meta, file URLs) start with it. Empty:
+	// "https://<request host>/parley".
+	PublicURL string
+	// WebOrigins are other origins whose pages may use the webmail
+	// session to open chat (the page's own origin always may).
+	WebOrigins []string
+	// TrustForwardedTLS: a reverse proxy in front terminates TLS and sets
+	// X-Forwarded-Proto.
+	TrustForwardedTLS bool
+
 	// Store keeps rosters, offline messages and user data. Nil means a
 	// bbolt file, parley.db, under DataDir.
 	Store storage.Store
@@ -93,6 +109,18 @@ type Config struct {
 	LoginWindow        time.Duration // default 5m
 	OfflineLimit       int           // offline messages kept per user, default 1000
 	QueueLength        int           // stanzas queued per client, default 2048
+	// ResumeTimeout is how long a session whose connection dropped waits
+	// for its client to resume it (XEP-0198), default 5 minutes; then
+	// what the client did not acknowledge goes to offline storage.
+	ResumeTimeout time.Duration
+
+	// History: the chat view opens on the most recent HistoryLines
+	// messages (default 75) from the last HistoryDays days (default 30);
+	// a chat session ends after SessionGap of quiet (default 30 minutes).
+	// History is always kept; it cannot be turned off.
+	HistoryLines int
+	HistoryDays  int
+	SessionGap   time.Duration
 }
 
 // Server is Parley embedded in a mail host. Create it with New, hand it
@@ -158,7 +186,17 @@ func New(cfg Config) (*Server, error) {
 		local[d] = true
 	}
 	s.roster = roster.New(roster.Config{Store: s.store, Directory: s.dir, DomainRoster: !cfg.DisableDomainRoster})
-	s.chat = chat.New(chat.Config{Directory: s.dir, Store: s.store, Local: func(d string) bool { return local[d] }, OfflineLimit: cfg.OfflineLimit})
+	archive, ok := s.store.(storage.Archive)
+	if !ok {
+		s.closeStore()
+		return nil, errors.New("parley: Config.Store does not keep message history (storage.Archive)")
+	}
+	s.chat = chat.New(chat.Config{
+		Directory: s.dir, Store: s.store, Archive: archive,
+		Local:        func(d string) bool { return local[d] },
+		OfflineLimit: cfg.OfflineLimit,
+		HistoryLines: cfg.HistoryLines, HistoryDays: cfg.HistoryDays, SessionGap: cfg.SessionGap,
+	})
 	x, err := xmppsrv.New(xmppsrv.Config{
 		Domains:            domains,
 		TLS:                cfg.TLS,
@@ -176,6 +214,9 @@ func New(cfg Config) (*Server, error) {
 		PingTimeout:        cfg.PingTimeout,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 		QueueLength:        cfg.QueueLength,
+		ResumeTimeout:      cfg.ResumeTimeout,
+		WebOrigins:         cfg.WebOrigins,
+		TrustForwardedTLS:  cfg.TrustForwardedTLS,
 		LoginFailures:      cfg.LoginFailures,
 		LoginFailuresPerIP: cfg.LoginFailuresPerIP,
 		LoginWindow:        cfg.LoginWindow,
@@ -187,6 +228,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.xmpp = x
 	s.mux = http.NewServeMux()
+	s.mux.Handle("/ws", x.WebSocketHandler())
+	s.mux.HandleFunc("/api/search", s.serveSearch)
 	return s, nil
 }
 
@@ -205,10 +248,60 @@ func (s *Server) ServeXMPPTLS(ln net.Listener) error { return s.xmpp.ServeTLS(ln
 // ErrServerClosed is returned by ServeXMPP and ServeXMPPTLS after Shutdown.
 var ErrServerClosed = xmppsrv.ErrServerClosed
 
-// Handler returns the HTTP handler the host mounts on its mux (for
-// example under "/chat/"). It carries Parley's web endpoints as the
-// features that need them are enabled; it is safe to mount before they are.
+// Chat returns the chat service, for the host's own pages: the history
+// window of a conversation, older pages, past chat sessions, search and
+// deletion of a user's conversations. It trusts its caller to pass the
+// authenticated user as the owner: no user can read another's archive
+// through Parley's own endpoints.
+func (s *Server) Chat() *chat.Service { return s.chat }
+
+// Handler returns the HTTP handler the host mounts on its mux, with the
+// prefix stripped (see Config.PublicURL):
+//
+//	mux.Handle("/parley/", http.StripPrefix("/parley", srv.Handler()))
+//
+// It serves XMPP over WebSocket (RFC 7395) at /ws, and, for the host's
+// own pages (authenticated by the webmail session, see
+// RequestAuthenticator), a directory search at /api/search?q=.
 func (s *Server) Handler() http.Handler { return s.mux }
+
+// WellKnownHandler serves XEP-0156 discovery (host-meta and
+// host-meta.json, readable cross-origin) so web XMPP clients such as
+// Converse.js find the WebSocket endpoint. Mount it at the site root:
+//
+//	mux.Handle("/.well-known/", srv.WellKnownHandler())
+func (s *Server) WellKnownHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws := s.publicURL(r)
+		ws = "wss" + strings.TrimPrefix(strings.TrimPrefix(ws, "https"), "http") + "/ws"
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		switch r.URL.Path {
+		case "/.well-known/host-meta":
+			w.Header().Set("Content-Type", "application/xrd+xml; charset=utf-8")
+			fmt.Fprintf(w, `<?xml version='1.0' encoding='utf-8'?>
+<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>
+  <Link rel="urn:xmpp:alt-connections:websocket" href="%s"/>
+</XRD>
+`, xmppsrv.AttrEscape(ws))
+		case "/.well-known/host-meta.json":
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{
+				"links": []map[string]string{{"rel": "urn:xmpp:alt-connections:websocket", "href": ws}},
+			})
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// publicURL is Config.PublicURL, or https://<host>/parley for r.
+func (s *Server) publicURL(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimSuffix(s.cfg.PublicURL, "/")
+	}
+	return "https://" + r.Host + "/parley"
+}
 
 // MetricsHandler serves live figures (connections, sessions, logins,
 // stanzas in and out, auth failures, queue drops) in the OpenMetrics text

@@ -3,8 +3,10 @@ package parley_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -83,5 +85,67 @@ func TestTwoServersServeAndShutDown(t *testing.T) {
 	servers[0].MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), "parley_xmpp_connections 1") || !strings.HasSuffix(rec.Body.String(), "# EOF\n") {
 		t.Fatalf("metrics:\n%s", rec.Body.String())
+	}
+}
+
+// sessionAuth is a host authenticator whose webmail session is a header.
+type sessionAuth struct{ *memdir.Dir }
+
+func (sessionAuth) AuthenticateRequest(r *http.Request) (string, error) {
+	if u := r.Header.Get("X-Test-User"); u != "" {
+		return u, nil
+	}
+	return "", errors.New("no session")
+}
+
+func TestSearchAPI(t *testing.T) {
+	d := memdir.New()
+	d.AddUser("alice@example.com", "Alice Liddell", "pw", true)
+	d.AddUser("alan@example.com", "Alan Turing", "pw", false)
+	d.AddUser("bob@example.com", "Bob", "pw", true)
+	d.AddUser("alex@other.com", "Alex Other", "pw", true)
+	d.AddAlias("all@example.com", "All staff", "alice@example.com")
+	s, err := parley.New(parley.Config{Domains: []string{"example.com", "other.com"}, Directory: d, Authenticator: sessionAuth{d}, AllowUnencrypted: true, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	get := func(user, q string) (int, string) {
+		req := httptest.NewRequest("GET", "/api/search?q="+q, nil)
+		if user != "" {
+			req.Header.Set("X-Test-User", user)
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, _ := get("", "al"); code != http.StatusUnauthorized {
+		t.Fatalf("no session: %d", code)
+	}
+	code, body := get("bob@example.com", "al")
+	if code != 200 {
+		t.Fatalf("search: %d %s", code, body)
+	}
+	for _, want := range []string{`"address":"alice@example.com"`, `"address":"alan@example.com","name":"Alan Turing","kind":"user","chat_enabled":false`, `"address":"all@example.com","name":"All staff","kind":"alias","chat_enabled":true`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("search lacks %s: %s", want, body)
+		}
+	}
+	if strings.Contains(body, "other.com") {
+		t.Errorf("search leaked another domain: %s", body)
+	}
+	if code, _ := get("bob@example.com", ""); code != http.StatusBadRequest {
+		t.Fatalf("empty query: %d", code)
+	}
+	// XEP-0156 discovery points web clients at the WebSocket.
+	rec := httptest.NewRecorder()
+	s.WellKnownHandler().ServeHTTP(rec, httptest.NewRequest("GET", "https://mail.example.com/.well-known/host-meta.json", nil))
+	if !strings.Contains(rec.Body.String(), `"href":"wss://mail.example.com/parley/ws"`) || rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("host-meta.json: %s %v", rec.Body.String(), rec.Header())
+	}
+	rec = httptest.NewRecorder()
+	s.WellKnownHandler().ServeHTTP(rec, httptest.NewRequest("GET", "https://mail.example.com/.well-known/host-meta", nil))
+	if !strings.Contains(rec.Body.String(), `rel="urn:xmpp:alt-connections:websocket" href="wss://mail.example.com/parley/ws"`) {
+		t.Fatalf("host-meta: %s", rec.Body.String())
 	}
 }

@@ -186,8 +186,9 @@ func TestAliasFanout(t *testing.T) {
 	// Each member once: carol's two equal resources both show it, but the
 	// sender never gets a copy of its own message.
 	c2.expect("second resource", isChat("quote needed"))
-	a.quiet(200 * time.Millisecond)
-	b.quiet(100 * time.Millisecond)
+	isMsg := func(e *Element) bool { return e.Local == "message" }
+	a.none(200*time.Millisecond, "a copy of its own message", isMsg)
+	b.none(100*time.Millisecond, "a second copy", isMsg)
 }
 
 func TestAliasNobodyOnline(t *testing.T) {

@@ -423,9 +423,16 @@ func (s *Session) handleBind(el *Element) error {
 	r := NewElement(nsClient, "iq", "type", "result", "id", el.Get("id")).
 		Add(NewElement(nsBind, "bind").Add(NewElement(nsBind, "jid").AddText(full.String())))
 	s.send(r.Bytes(nsClient))
+	mu := s.srv.userLock(s.bare.String())
+	mu.Lock()
 	if old := s.srv.router.Bind(s); old != nil {
+		// A session waiting for resumption has no connection to tell;
+		// its undelivered messages move to the new session, ahead of
+		// anything that arrives from now on.
+		s.srv.handOver(old)
 		old.kill("conflict", "replaced by a new connection with the same resource")
 	}
+	mu.Unlock()
 	s.srv.m.Bound.Add(1)
 	return nil
 }

@@ -134,6 +134,11 @@ func (srv *Server) goOffline(s *Session) {
 	if !was && len(directed) == 0 {
 		return
 	}
+	for _, r := range srv.router.Resources(s.bare.String()) {
+		if r.full == s.full && r != s {
+			return // a new session took the resource over: it is not gone
+		}
+	}
 	b := []byte(`<presence type="unavailable" from="` + AttrEscape(s.full.String()) + `"/>`)
 	srv.fanOut(s, b, directed, was)
 }

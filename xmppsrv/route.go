@@ -247,10 +247,16 @@ func (s *Session) priority() (int, bool) {
 }
 
 func (srv *Server) storeOffline(el *Element, to jid.JID, bounce func(cond, text string)) {
+	srv.storeOfflineAt(el, to, time.Now(), bounce)
+}
+
+// storeOfflineAt keeps a message for an offline user, stamped (XEP-0203)
+// with when the server received it.
+func (srv *Server) storeOfflineAt(el *Element, to jid.JID, at time.Time, bounce func(cond, text string)) {
 	if el.ChildText(nsClient, "body") == "" && el.Child(nsClient, "subject") == nil {
 		return // chat states and receipts for an offline user are not kept
 	}
-	now := time.Now().UTC()
+	now := at.UTC()
 	c := el.ShallowCopy()
 	c.Children = append(append([]Node(nil), el.Children...), Node{El: NewElement(nsDelay, "delay",
 		"from", to.Domain(), "stamp", now.Format("2006-01-02T15:04:05.000Z"))})

@@ -471,6 +471,7 @@ func (s *Session) writeNow(b []byte) {
 type outItem struct {
 	b      []byte
 	stanza bool
+	at     time.Time // when it was queued: the delay stamp if it ends up offline
 }
 
 // startWriter hands writing over to a goroutine fed by the bounded queue.
@@ -509,7 +510,7 @@ func (s *Session) writeLoop() {
 	timeout := s.srv.cfg.WriteTimeout
 	write := func(it outItem) bool {
 		if it.stanza {
-			s.sm.sent(it.b)
+			s.sm.sent(it)
 		}
 		_, err := w.Write(it.b)
 		return err == nil
@@ -625,6 +626,7 @@ func (s *Session) enqueue(it outItem, wait bool) bool {
 			return false
 		}
 	}
+	it.at = time.Now()
 	s.queue = append(s.queue, it)
 	s.qmu.Unlock()
 	select {
@@ -671,14 +673,14 @@ func (s *Session) waitWriter() {
 // leftovers returns, once the writer has stopped, every stanza the client
 // may not have received: unacknowledged ones (with stream management) and
 // those still queued.
-func (s *Session) leftovers() [][]byte {
+func (s *Session) leftovers() []outItem {
 	out := s.sm.unackedCopy()
 	if !s.writing {
 		return out
 	}
 	for _, it := range s.take() {
 		if it.stanza {
-			out = append(out, it.b)
+			out = append(out, it)
 		}
 	}
 	return out

@@ -18,22 +18,22 @@ type smState struct {
 	on        bool
 	resumable bool
 	id        string
-	in        uint32   // stanzas handled from the client (h we report)
-	out       uint32   // stanzas written to the client
-	acked     uint32   // h the client last reported
-	unacked   [][]byte // written, not yet acknowledged, oldest first
-	asked     bool     // an <r/> is outstanding
+	in        uint32    // stanzas handled from the client (h we report)
+	out       uint32    // stanzas written to the client
+	acked     uint32    // h the client last reported
+	unacked   []outItem // written, not yet acknowledged, oldest first
+	asked     bool      // an <r/> is outstanding
 	detached  chan struct{}
 	timer     *time.Timer
 	finalized bool
 }
 
 // sent records a stanza the writer is about to write.
-func (m *smState) sent(b []byte) {
+func (m *smState) sent(it outItem) {
 	m.mu.Lock()
 	if m.on {
 		m.out++
-		m.unacked = append(m.unacked, b)
+		m.unacked = append(m.unacked, it)
 	}
 	m.mu.Unlock()
 }
@@ -64,10 +64,10 @@ func (m *smState) ack(h uint32) bool {
 	return true
 }
 
-func (m *smState) unackedCopy() [][]byte {
+func (m *smState) unackedCopy() []outItem {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([][]byte(nil), m.unacked...)
+	return append([]outItem(nil), m.unacked...)
 }
 
 func (m *smState) handled() {
@@ -210,11 +210,12 @@ func (srv *Server) forgetSM(s *Session) {
 }
 
 // salvage stores the messages among stanzas the client may never have
-// received, so nothing acknowledged to a sender is lost.
-func (srv *Server) salvage(s *Session, stanzas [][]byte) {
+// received, stamped with when they reached this session, so nothing
+// acknowledged to a sender is lost.
+func (srv *Server) salvage(s *Session, stanzas []outItem) {
 	n := 0
-	for _, b := range stanzas {
-		el, err := parseElement(b)
+	for _, it := range stanzas {
+		el, err := parseElement(it.b)
 		if err != nil || el.Local != "message" {
 			continue
 		}
@@ -224,12 +225,12 @@ func (srv *Server) salvage(s *Session, stanzas [][]byte) {
 		}
 		if el.Child(nsDelay, "delay") != nil {
 			// Already stamped (an offline message being redelivered).
-			if err := srv.cfg.Chat.StoreOffline(srv.ctx, s.bare, time.Now(), b); err == nil {
+			if err := srv.cfg.Chat.StoreOffline(srv.ctx, s.bare, it.at, it.b); err == nil {
 				n++
 			}
 			continue
 		}
-		srv.storeOffline(el, s.bare, func(cond, text string) {
+		srv.storeOfflineAt(el, s.bare, it.at, func(cond, text string) {
 			srv.log.Warn("could not keep an undelivered message", "to", s.bare.String(), "why", text)
 		})
 		n++
@@ -237,6 +238,26 @@ func (srv *Server) salvage(s *Session, stanzas [][]byte) {
 	if n > 0 {
 		srv.log.Info("kept unacknowledged messages for the next login", "jid", s.full.String(), "messages", n)
 	}
+}
+
+// handOver ends a detached session because its resource logged in anew
+// (not resuming it): what it did not deliver waits in offline storage for
+// the new session's initial presence, and contacts are not told the
+// resource left, since it is back.
+func (srv *Server) handOver(old *Session) {
+	old.sm.mu.Lock()
+	if old.sm.detached == nil || old.sm.finalized || old.resumed.Load() {
+		old.sm.mu.Unlock()
+		return
+	}
+	old.sm.finalized = true
+	old.sm.timer.Stop()
+	old.sm.mu.Unlock()
+	srv.forgetSM(old)
+	old.closeWith(nil)
+	old.waitWriter()
+	srv.m.Bound.Add(-1)
+	srv.salvage(old, old.leftovers())
 }
 
 // handleResume resumes a detached session on this new connection
@@ -311,8 +332,8 @@ func (s *Session) handleResume(el *Element) error {
 	srv.smByID[id] = s
 	srv.smMu.Unlock()
 	s.sendNonza([]byte(`<resumed xmlns="` + nsSM + `" h="` + strconv.FormatUint(uint64(in), 10) + `" previd="` + id + `"/>`))
-	for _, b := range pending {
-		s.sendWait(b)
+	for _, it := range pending {
+		s.sendWait(it.b)
 	}
 	srv.router.Bind(s) // replaces old under the same full JID
 	mu.Unlock()

@@ -80,6 +80,7 @@ type options struct {
 	xmppAddr, xmppsAddr, httpAddr  string
 	domainRoster, allowUnencrypted bool
 	logLevel                       slog.Level
+	resumeTimeout                  time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.domainRoster, "domain-roster", true, "every chat-enabled user of the domain sees every other one")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.allowUnencrypted, "allow-unencrypted", false, "let XMPP clients log in without TLS (for tests on loopback only)")
+	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 0, "how long a dropped XMPP session waits to be resumed (XEP-0198); 0 means Parley's default, 5m")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -154,6 +156,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AllowUnencrypted:    o.allowUnencrypted,
 		DataDir:             o.data,
 		DisableDomainRoster: !o.domainRoster,
+		ResumeTimeout:       o.resumeTimeout,
 		Logger:              log,
 	})
 	if err != nil {
