@@ -104,6 +104,14 @@ func (s *Service) newHandler() (http.Handler, error) {
 
 var errNoRoute = errors.New("meeting: not found")
 
+// pageCSP governs the meeting pages: scripts only from the handler, no
+// inline script, connections (the API and WebSocket) to the same origin,
+// media from blob: URLs (the media layer's streams), and framing only by
+// the webmail on the same origin (the minimisable meeting window).
+const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
+	"img-src 'self' data: blob:; media-src 'self' blob: mediastream:; connect-src 'self'; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+
 func servePage(w http.ResponseWriter, r *http.Request, pages fs.FS, name string) {
 	b, err := fs.ReadFile(pages, name)
 	if err != nil {
@@ -118,9 +126,7 @@ func servePage(w http.ResponseWriter, r *http.Request, pages fs.FS, name string)
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if strings.HasSuffix(name, ".html") {
-		// The room page may be framed by the webmail on the same origin
-		// (minimise/maximise), not by other sites.
-		w.Header().Set("Content-Security-Policy", "frame-ancestors 'self'")
+		w.Header().Set("Content-Security-Policy", pageCSP)
 		w.Header().Set("Referrer-Policy", "no-referrer") // the link token is in the URL
 	}
 	w.Write(b)

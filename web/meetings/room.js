@@ -121,8 +121,13 @@ function connect() {
     try { ev = JSON.parse(e.data); } catch (x) { return; }
     handle(ev);
   };
-  ws.onclose = () => {
+  ws.onclose = e => {
     if (state.ws !== ws || state.closing) return;
+    if ((e.reason || '').startsWith('replaced')) {
+      // The same participant opened elsewhere (a duplicated tab): do not
+      // fight over the connection.
+      return ended('Open in another window', 'This meeting is open in another tab or window.', true);
+    }
     // Lost: come back with the same credential (the server keeps it for
     // a while), slower each time.
     const delay = Math.min(10000, 500 * 2 ** state.retry++);
