@@ -121,6 +121,7 @@ func (wm *webmail) mount(mux *http.ServeMux, srv *parley.Server, panel http.Hand
 	mux.HandleFunc("GET /{$}", wm.home)
 	mux.HandleFunc("POST /login", wm.login)
 	mux.HandleFunc("POST /logout", wm.logout)
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("GET /webmail.css", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")

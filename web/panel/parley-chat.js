@@ -260,7 +260,7 @@ export class ParleyChat extends HTMLElement {
   get searchURL() {
     const attr = this.getAttribute('search-url');
     if (attr) return new URL(attr, location.href).href;
-    const u = new URL('../api/search', this.endpoint.replace(/^ws/, 'http'));
+    const u = new URL('api/search', this.endpoint.replace(/^ws/, 'http'));
     return u.href;
   }
 
@@ -917,6 +917,7 @@ export class ParleyChat extends HTMLElement {
     this.active = jid;
     const conv = this._conv(jid);
     if (this.narrow) this.sideClosed = true;
+    this._layout();
     this.$.search.hidden = true;
     this.$.results.hidden = true;
     this.$.log.hidden = false;

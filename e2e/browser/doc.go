@@ -1,0 +1,13 @@
+// Package browser tests Parley's chat panel (package web) in a real
+// browser: Debian's Chromium, driven by playwright-core from panel.mjs,
+// against the example host (examples/host) with a slixmpp client
+// (slixpeer.py) as the third party.
+//
+// The tests carry the build tag browser. Run them with
+//
+//	(cd e2e/browser && npm ci) && go test -tags browser -count=1 -v ./e2e/browser/
+//
+// or with scripts/test.sh, which installs what they need (chromium,
+// nodejs, npm and python3-slixmpp from Debian, playwright-core from npm;
+// no browser is downloaded). Screenshots land in e2e/browser/screenshots/.
+package browser
