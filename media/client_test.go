@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,9 @@ func newTestServer(t testing.TB, mut func(*Config)) *testServer {
 		Authorizer: testAuthorizer(),
 		UDPAddr:    "127.0.0.1:0",
 		Logger:     quietLogger(),
+	}
+	if os.Getenv("MEDIA_TEST_LOG") == "" {
+		cfg.LoggerFactory = quietPion{}
 	}
 	if mut != nil {
 		mut(&cfg)
@@ -178,7 +182,7 @@ func newClientAPI(t testing.TB, o clientOpts) *webrtc.API {
 	// looks like a replay to SRTP; real loss happens before it.
 	se.DisableSRTPReplayProtection(true)
 	if o.udp != nil {
-		se.SetICEUDPMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: o.udp}))
+		se.SetICEUDPMux(ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: o.udp, Logger: quietPion{}.NewLogger("ice")}))
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(reg))
 }
@@ -586,7 +590,7 @@ type synthSender struct {
 	plis     [maxLayers]atomic.Int32
 	keyReq   [maxLayers]atomic.Bool
 	lastPLI  [maxLayers]atomic.Int64
-	levelExt atomic.Int32
+	level    atomic.Int32 // RFC 6464 level sent with audio
 	muted    atomic.Bool
 	keySent  [maxLayers]atomic.Int32
 	nacks    atomic.Int32
@@ -629,6 +633,7 @@ func newSynthSender(c *testClient, pc *webrtc.PeerConnection, sp synthSpec) *syn
 	for i := range s.tracks {
 		s.keyReq[i].Store(true)
 	}
+	s.level.Store(int32(sp.level))
 	return s
 }
 
@@ -737,7 +742,7 @@ func (s *synthSender) runAudio() {
 		copy(payload[1:], key)
 		h := rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: ts, Marker: n == 0}
 		if extID != 0 {
-			_ = h.SetExtension(extID, []byte{0x80 | s.spec.level&0x7f})
+			_ = h.SetExtension(extID, []byte{0x80 | byte(s.level.Load())&0x7f})
 		}
 		s.record(key, payload)
 		_ = s.tracks[0].WriteRTP(&rtp.Packet{Header: h, Payload: payload})

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -538,5 +540,209 @@ func TestRecordingNeedsPermission(t *testing.T) {
 	})
 	if err := ts.sfu.SetRecording("room", true); !errors.Is(err, ErrRecordingUnavailable) {
 		t.Errorf("SetRecording: %v", err)
+	}
+}
+
+// freezeConn is a TCP connection that can go silent without closing, like
+// a laptop whose lid was shut: reads stop, writes vanish.
+type freezeConn struct {
+	net.Conn
+	frozen atomic.Bool
+}
+
+func (c *freezeConn) Write(b []byte) (int, error) {
+	if c.frozen.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func freezingDialer(out **freezeConn) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		fc := &freezeConn{Conn: c}
+		*out = fc
+		return fc, nil
+	}
+}
+
+func TestVanishedParticipantIsRemoved(t *testing.T) {
+	leakCheck(t)
+	var events sync.Map
+	ts := newTestServer(t, func(c *Config) {
+		c.OnEvent = func(e Event) {
+			if e.Type == EventLeft {
+				events.Store(e.Participant, e)
+			}
+		}
+	})
+	watcher := dialClient(t, ts, "room/watcher", clientOpts{})
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fc *freezeConn
+	gone := dialClient(t, ts, "room/gone", clientOpts{udp: udp, dial: freezingDialer(&fc)})
+	gone.publish(synthSpec{source: SourceMic}, synthSpec{source: SourceCamera})
+	watcher.track("gone/camera", 5*time.Second)
+	watcher.send(map[string]any{"type": "mute", "source": "mic", "muted": true}) // keep the watcher busy
+
+	// The lid shuts: media stops without a goodbye, the WebSocket falls
+	// silent without closing.
+	start := time.Now()
+	for _, s := range gone.senders {
+		s.stop()
+	}
+	fc.frozen.Store(true)
+	udp.Close()
+
+	ev := watcher.waitEvent(EventLeft, 15*time.Second, func(e Event) bool { return e.Participant == "gone" })
+	took := time.Since(start)
+	t.Logf("vanished participant removed after %v (reason %q)", took.Round(100*time.Millisecond), ev.Reason)
+	if ev.Reason != "timeout" {
+		t.Errorf("reason %q, want timeout", ev.Reason)
+	}
+	if took > 12*time.Second {
+		t.Errorf("removal took %v", took)
+	}
+	if _, ok := events.Load("gone"); !ok {
+		t.Error("the host's OnEvent did not hear of it")
+	}
+	if ts.sfu.room("room").get("gone") != nil {
+		t.Error("still in the room")
+	}
+	fc.Conn.Close()
+}
+
+func TestSilentWebSocketIsRemoved(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, func(c *Config) {
+		c.PingInterval = 300 * time.Millisecond
+		c.PingTimeout = 300 * time.Millisecond
+	})
+	watcher := dialClient(t, ts, "room/watcher", clientOpts{})
+	var fc *freezeConn
+	dialClient(t, ts, "room/quiet", clientOpts{dial: freezingDialer(&fc)})
+	watcher.waitEvent(EventJoined, 2*time.Second, func(e Event) bool { return e.Participant == "quiet" })
+	start := time.Now()
+	fc.frozen.Store(true)
+	watcher.waitEvent(EventLeft, 3*time.Second, func(e Event) bool { return e.Participant == "quiet" && e.Reason == "timeout" })
+	t.Logf("silent WebSocket dropped after %v", time.Since(start).Round(10*time.Millisecond))
+	fc.Conn.Close()
+}
+
+func TestRoomLimits(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	dialClient(t, ts, "room/a/max=2/pubs=1", clientOpts{})
+	b := dialClient(t, ts, "room/b/max=2/pubs=1", clientOpts{})
+	if _, err := tryDial(t, ts, "room/c/max=2/pubs=1", clientOpts{}); err == nil || !strings.Contains(err.Error(), codeRoomFull) {
+		t.Fatalf("third join: %v, want %s", err, codeRoomFull)
+	}
+	// A rejoin of someone already in does not count against the limit.
+	a2 := dialClient(t, ts, "room/a/max=2/pubs=1", clientOpts{})
+	a2.publish(synthSpec{source: SourceMic})
+	b.track("a/mic", 5*time.Second)
+	b.publish(synthSpec{source: SourceMic})
+	waitFor(t, 3*time.Second, "publisher-limit error", func() bool {
+		for _, e := range b.errorsSeen() {
+			if e.Code == codePublisherFull {
+				return true
+			}
+		}
+		return false
+	})
+	ps, _ := ts.sfu.Participants("room")
+	if len(ps) != 2 {
+		t.Errorf("participants %+v", ps)
+	}
+}
+
+func TestScreenSharePreferredWhenBandwidthIsShort(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	p := ts.sfu.room("room").get("sub")
+	p.bwOverride.Store(1_200_000)
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	layers := []string{"q", "h", "f"}
+	pub.publish(synthSpec{source: SourceCamera, layers: layers}, synthSpec{source: SourceScreen, layers: layers})
+	screen := sub.track("pub/screen", 5*time.Second)
+	camera := sub.track("pub/camera", 5*time.Second)
+	waitLayer(t, screen, 2, 4*time.Second)
+	waitLayer(t, camera, 0, 4*time.Second)
+	sub.mu.Lock()
+	var sources []Source
+	for _, ti := range sub.mids {
+		sources = append(sources, ti.Source)
+	}
+	sub.mu.Unlock()
+	if len(sources) != 2 {
+		t.Errorf("offered sources %v", sources)
+	}
+}
+
+func TestActiveSpeaker(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	watcher := dialClient(t, ts, "room/watcher", clientOpts{})
+	alice := dialClient(t, ts, "room/alice", clientOpts{})
+	bob := dialClient(t, ts, "room/bob", clientOpts{})
+	a := alice.publish(synthSpec{source: SourceMic, level: 25})[0]
+	b := bob.publish(synthSpec{source: SourceMic, level: 110})[0]
+	watcher.waitEvent(EventActiveSpeaker, 3*time.Second, func(e Event) bool { return e.Participant == "alice" })
+	a.level.Store(120)
+	b.level.Store(20)
+	watcher.waitEvent(EventActiveSpeaker, 4*time.Second, func(e Event) bool { return e.Participant == "bob" })
+}
+
+func TestTwoSFUsInOneProcess(t *testing.T) {
+	leakCheck(t)
+	one := newTestServer(t, nil)
+	two := newTestServer(t, nil)
+	if one.sfu.UDPAddr().String() == two.sfu.UDPAddr().String() {
+		t.Fatal("the two SFUs share a socket")
+	}
+	for _, ts := range []*testServer{one, two} {
+		sub := dialClient(t, ts, "room/sub", clientOpts{})
+		pub := dialClient(t, ts, "room/pub", clientOpts{})
+		v := pub.publish(synthSpec{source: SourceCamera})[0]
+		rt := sub.track("pub/camera", 5*time.Second)
+		waitFor(t, 2*time.Second, "video", func() bool { return len(rt.snapshot()) > 20 })
+		checkIntact(t, rt, v)
+	}
+	ps1, _ := one.sfu.Participants("room")
+	ps2, _ := two.sfu.Participants("room")
+	if len(ps1) != 2 || len(ps2) != 2 {
+		t.Errorf("rooms leak into each other: %d and %d participants", len(ps1), len(ps2))
+	}
+	one.close()
+	// The second keeps working after the first closed.
+	sub := dialClient(t, two, "room/late", clientOpts{})
+	rt := sub.track("pub/camera", 5*time.Second)
+	waitFor(t, 2*time.Second, "video after the other SFU closed", func() bool { return len(rt.snapshot()) > 5 })
+}
+
+func TestJoinRefusals(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	if _, err := tryDial(t, ts, "nonsense", clientOpts{}); err == nil || !strings.Contains(err.Error(), codeUnauthorized) {
+		t.Errorf("bad credential: %v", err)
+	}
+	// A second session of the same participant replaces the first.
+	first := dialClient(t, ts, "room/x", clientOpts{})
+	dialClient(t, ts, "room/x", clientOpts{})
+	waitFor(t, 2*time.Second, "replaced", func() bool {
+		first.mu.Lock()
+		defer first.mu.Unlock()
+		return first.removed != nil && first.removed.Reason == "replaced"
+	})
+	ps, _ := ts.sfu.Participants("room")
+	if len(ps) != 1 {
+		t.Errorf("participants after replacement: %+v", ps)
 	}
 }
