@@ -73,6 +73,37 @@ step "go vet (e2e tag)" go vet -tags e2e ./e2e/...
 step "unit tests (race)" go test -race -count=1 ./...
 step "end-to-end tests" go test -tags e2e -count=1 -v ./e2e/...
 
+# The browser suite: Parley's web pages in Debian's Chromium, driven by
+# playwright-core from npm (which never downloads a browser here).
+section "browser suite: Chromium, Node.js and playwright-core"
+browser_ok=1
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+	echo "installing chromium nodejs npm"
+	bsudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then bsudo=(sudo -n); else bsudo=(false); fi
+	fi
+	if ! { "${bsudo[@]}" apt-get update -q </dev/null &&
+		"${bsudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium nodejs npm </dev/null; }; then
+		echo "test.sh: cannot install chromium, nodejs and npm" >&2
+		browser_ok=0
+	fi
+fi
+if [ "$browser_ok" = 1 ] && [ ! -f e2e/browser/node_modules/playwright-core/package.json ]; then
+	if ! (cd e2e/browser && { npm ci --no-audit --no-fund </dev/null || npm install --no-audit --no-fund </dev/null; }); then
+		echo "test.sh: npm could not install playwright-core in e2e/browser" >&2
+		browser_ok=0
+	fi
+fi
+if [ "$browser_ok" = 1 ]; then
+	node --version
+	/usr/bin/chromium --version 2>/dev/null || true
+	step "go vet (browser tag)" go vet -tags browser ./e2e/browser/
+	step "browser tests" go test -tags browser -count=1 -v ./e2e/browser/
+else
+	failed+=("browser tests (tools missing)")
+fi
+
 section "summary"
 if [ ${#failed[@]} -gt 0 ]; then
 	printf 'FAILED: %s\n' "${failed[@]}"

@@ -1,7 +1,7 @@
-// Package browser tests Parley's chat panel (package web) in a real
-// browser: Debian's Chromium, driven by playwright-core from panel.mjs,
-// against the example host (examples/host) with a slixmpp client
-// (slixpeer.py) as the third party.
+// Package browser tests Parley's web pages (package web) in a real
+// browser: Debian's Chromium driven by playwright-core, against the
+// example host (examples/host). panel.mjs is the webmail chat panel's
+// scenario, with a slixmpp client (slixpeer.py) as the third party.
 //
 // The tests carry the build tag browser. Run them with
 //

@@ -65,7 +65,7 @@ async function step(name, fn) {
   } catch (e) {
     log(`FAIL ${name}: ${e.stack || e}`);
     for (const [who, p] of Object.entries(pages)) {
-      await p.screenshot({ path: path.join(shots, `failure-${who}.png`) }).catch(() => {});
+      await p.screenshot({ path: path.join(shots, `panel-failure-${who}.png`) }).catch(() => {});
     }
     throw e;
   }
@@ -178,7 +178,7 @@ try {
       webmailLogin('bob', BOB, { width: 390, height: 844 }),
     ]);
     await Promise.all([online(alice), online(bob)]);
-    await alice.screenshot({ path: path.join(shots, 'desktop-webmail.png') });
+    await alice.screenshot({ path: path.join(shots, 'panel-desktop-webmail.png') });
   });
 
   await step('the contact list: aliases first with no status, then users with their status', async () => {
@@ -189,7 +189,7 @@ try {
     check(order[0] === '#Aliases' && order[1] === 'sales@' + domain && order[2] === '#People', 'list order: ' + JSON.stringify(order));
     check(!(await row(alice, 'sales@' + domain).locator('.dot').count()), 'an alias shows a status dot');
     check(!order.includes('dave@' + domain), 'dave is not chat-enabled but is listed');
-    await alice.screenshot({ path: path.join(shots, 'desktop-contacts.png') });
+    await alice.screenshot({ path: path.join(shots, 'panel-desktop-contacts.png') });
   });
 
   await step('presence: carol (slixmpp) goes away, alice sees it', async () => {
@@ -205,7 +205,7 @@ try {
     await setStatus(bob, 'Available');
     await until(async () => await rowStatus(alice, BOB) === 'Available', 'bob Available again');
     await carol.wait((e) => e.ev === 'presence' && e.from.startsWith(BOB + '/') && e.type === 'available' && !e.show, 'bob available presence');
-    await bob.screenshot({ path: path.join(shots, 'phone-contacts.png') });
+    await bob.screenshot({ path: path.join(shots, 'panel-phone-contacts.png') });
     await q(bob, '.close').click();
   });
 
@@ -214,7 +214,7 @@ try {
     await send(alice, 'Hello Bob, the report is at https://example.org/report?q=1.');
     await until(async () => (await q(bob, '.badge').innerText()) === '1', 'bob\'s unread flag');
     check((await bob.evaluate(() => window.__parley.unread)).includes(1), 'no parley-unread event with count 1');
-    await bob.screenshot({ path: path.join(shots, 'phone-unread-flag.png') });
+    await bob.screenshot({ path: path.join(shots, 'panel-phone-unread-flag.png') });
     await q(bob, '.launcher').click();
     check((await row(bob, ALICE).locator('.count').innerText()) === '1', 'no unread count on alice\'s row');
     await openConversation(bob, ALICE);
@@ -233,7 +233,7 @@ try {
     await q(bob, '.compose textarea').press('Enter');
     await until(async () => (await logText(alice)).includes('Thanks Alice, got it.'), 'bob\'s answer in alice\'s panel');
     await until(async () => (await q(alice, '.typing').innerText()) === '', 'typing cleared');
-    await bob.screenshot({ path: path.join(shots, 'phone-conversation.png') });
+    await bob.screenshot({ path: path.join(shots, 'panel-phone-conversation.png') });
   });
 
   await step('alice and carol (slixmpp) exchange messages both ways', async () => {
@@ -250,7 +250,7 @@ try {
     check(!text.includes('history 001'), 'the window holds more than 75 lines: history 001 is there already');
     const n = await q(alice, '.log .msg').count();
     check(n >= 75 && n <= 77, `${n} messages in the window, want the 75 of the window plus the live ones`);
-    await alice.screenshot({ path: path.join(shots, 'desktop-conversation.png') });
+    await alice.screenshot({ path: path.join(shots, 'panel-desktop-conversation.png') });
     await until(async () => {
       await q(alice, '.log').evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); });
       return (await logText(alice)).includes('history 001');
@@ -260,7 +260,8 @@ try {
     const hist = all.filter((t) => t.startsWith('history '));
     check(hist.length === 100 && new Set(hist).size === 100, `${hist.length} history lines (${new Set(hist).size} distinct), want 100`);
     check(hist[0] === 'history 001' && hist[99] === 'history 100', 'history out of order');
-    await alice.screenshot({ path: path.join(shots, 'desktop-history-top.png') });
+    await q(alice, '.log').evaluate((el) => { el.scrollTop = 0; });
+    await alice.screenshot({ path: path.join(shots, 'panel-desktop-history-top.png') });
   });
 
   await step('history search (MAM full text)', async () => {
@@ -276,11 +277,11 @@ try {
     await q(alice, '#add-who').fill('John Doe john@other.example');
     await q(alice, '.add-form button.primary').click();
     await until(async () => (await q(alice, '.add-form .error').innerText()) === INVALID, 'the invalid-value error');
-    await alice.screenshot({ path: path.join(shots, 'desktop-add-contact-error.png') });
+    await alice.screenshot({ path: path.join(shots, 'panel-desktop-add-contact-error.png') });
     await q(alice, '#add-who').fill('dave');
     await until(async () => (await q(alice, '.add-results li.not-chat').count()) === 1, 'dave in red');
     check(await q(alice, '.add-results li.not-chat').getAttribute('aria-disabled') === 'true', 'dave can be picked');
-    await alice.screenshot({ path: path.join(shots, 'desktop-add-contact-search.png') });
+    await alice.screenshot({ path: path.join(shots, 'panel-desktop-add-contact-search.png') });
     await q(alice, '.add-form .cancel').click();
   });
 
@@ -329,7 +330,7 @@ try {
     await setStatus(bob, 'Offline');
     await until(async () => await rowStatus(alice, BOB) === 'Offline', 'bob offline in alice\'s list');
     check(await row(alice, BOB).evaluate((b) => b.classList.contains('offline')), 'bob is not greyed');
-    await alice.screenshot({ path: path.join(shots, 'desktop-bob-offline.png') });
+    await alice.screenshot({ path: path.join(shots, 'panel-desktop-bob-offline.png') });
     await q(alice, '.me').click();
     await q(alice, '.status-menu [data-action="show-offline"]').click();
     await until(async () => (await row(alice, BOB).count()) === 0, 'offline bob hidden by the toggle');
@@ -350,9 +351,23 @@ try {
     await q(bob, '.back').click();
     await until(() => q(bob, '.side').isVisible(), 'list visible on the phone');
     check(await q(bob, '.thread').isHidden(), 'conversation still visible beside the list on a phone');
-    await bob.screenshot({ path: path.join(shots, 'phone-list.png') });
+    await bob.screenshot({ path: path.join(shots, 'panel-phone-list.png') });
     await openConversation(bob, ALICE);
     check(await q(bob, '.side').isHidden(), 'list still visible over the conversation');
+  });
+
+  await step('an alias: alice writes to sales@, its members get it marked "via Sales" and bob\'s reply reaches her', async () => {
+    const SALES = 'sales@' + domain;
+    await openConversation(alice, SALES);
+    check((await q(alice, '.peer-status').innerText()).includes('every member online'), 'the alias header');
+    await send(alice, 'Question for the sales team');
+    await carol.wait((e) => e.ev === 'message' && e.from === ALICE && e.body === 'Question for the sales team', 'the alias message at carol');
+    await until(async () => (await q(bob, '.log').innerText()).includes('Question for the sales team'), 'the alias message in bob\'s conversation with alice');
+    check((await q(bob, '.log .via').last().innerText()).trim() === 'via Sales', 'the message is not marked via Sales');
+    await send(bob, 'I can help with that');
+    await openConversation(alice, BOB);
+    await until(async () => (await logText(alice)).includes('I can help with that'), 'bob\'s reply at alice');
+    await bob.screenshot({ path: path.join(shots, 'panel-phone-alias.png') });
   });
 
   await step('pop-out page hosts the panel full size', async () => {
@@ -363,7 +378,7 @@ try {
     await online(popup);
     await until(async () => (await popup.locator('parley-chat .peer-name').innerText()) === 'Bob Builder', 'the pop-out on the open conversation');
     await until(async () => (await popup.locator('parley-chat .log').innerText()).includes('Thanks Alice, got it.'), 'history in the pop-out');
-    await popup.screenshot({ path: path.join(shots, 'desktop-popout.png') });
+    await popup.screenshot({ path: path.join(shots, 'panel-desktop-popout.png') });
     await popup.close();
   });
 

@@ -628,15 +628,18 @@ export class ParleyChat extends HTMLElement {
     const out = sentCarbon || bare(from) === this.me.jid;
     let peer = out ? bare(to) : bare(from);
     let sender = bare(from);
-    // A message through an alias belongs to the alias's conversation;
-    // Parley marks it (XEP-0033) and forbids senders to forge the mark.
+    // A message through an alias shows in the sender's conversation,
+    // marked with the alias, so that a reply goes to the one who asked
+    // (Parley keeps the sender as 'from'; it marks the alias with XEP-0033
+    // and forbids senders to forge the mark).
+    let via = '';
     const addrs = child(el, NS.address, 'addresses');
-    if (addrs) {
-      const via = children(addrs, NS.address, 'address').find((a) => a.getAttribute('type') === 'to');
-      if (via && !out) {
-        peer = bare(via.getAttribute('jid'));
-        const c = this._contact(peer);
-        c.knownAlias = c.alias = true;
+    if (addrs && !out) {
+      const to = children(addrs, NS.address, 'address').find((a) => a.getAttribute('type') === 'to');
+      if (to) {
+        via = bare(to.getAttribute('jid'));
+        const c = this.contacts.get(via);
+        if (c) c.knownAlias = c.alias = true;
       }
     }
     // An archive page belongs to the conversation it was asked for (a
@@ -680,7 +683,7 @@ export class ParleyChat extends HTMLElement {
     const m = {
       archiveID, clientID: id, out, sender: out ? this.me.jid : sender,
       body: body.textContent, stamp: stamp || (delay ? new Date(delay) : new Date()),
-      state: out ? 'sent' : '', markable: !!child(el, NS.markers, 'markable'),
+      state: out ? 'sent' : '', markable: !!child(el, NS.markers, 'markable'), via,
     };
     if (!this._add(conv, m)) return null;
     if (live && !out) {
@@ -1147,7 +1150,7 @@ export class ParleyChat extends HTMLElement {
         day = d;
         prev = null;
       }
-      const grouped = prev && prev.sender === m.sender && m.stamp - prev.stamp < 5 * 60000;
+      const grouped = prev && prev.sender === m.sender && prev.via === m.via && m.stamp - prev.stamp < 5 * 60000;
       const bubble = h('div', { class: 'bubble' });
       linkify(bubble, m.body);
       let state = null;
@@ -1157,6 +1160,7 @@ export class ParleyChat extends HTMLElement {
       const who = m.out ? 'You' : this._name(m.sender);
       nodes.push(h('div', { class: `msg ${m.out ? 'out' : 'in'}${grouped ? ' grouped' : ''}`, 'data-id': m.archiveID || m.clientID },
         grouped ? null : h('div', { class: 'meta' }, h('span', { class: 'from', text: who }), ' ',
+          m.via && m.via !== conv.jid ? h('span', { class: 'via', text: `via ${this._name(m.via)} ` }) : null,
           h('time', { datetime: m.stamp.toISOString(), text: timeFmt.format(m.stamp) })),
         h('span', { class: 'sr-only', text: `${who} at ${timeFmt.format(m.stamp)}: ` }),
         bubble, state));
