@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/parleyhq/parley/account"
 	"github.com/parleyhq/parley/jid"
@@ -41,7 +42,9 @@ func apiError(w http.ResponseWriter, code int, msg string) {
 
 func apiJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
 	json.NewEncoder(w).Encode(v)
 }
 
@@ -90,4 +93,60 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 		out = append(out, searchEntry{Address: strings.ToLower(e.Address), Name: e.Name, Kind: e.Kind.String(), ChatEnabled: e.Kind == account.Alias || e.ChatEnabled})
 	}
 	apiJSON(w, map[string]any{"results": out})
+}
+
+// fileEntry is one file of the panel's "attachments" list.
+type fileEntry struct {
+	Name        string    `json:"name"`
+	Size        int64     `json:"size"`
+	ContentType string    `json:"content_type"`
+	SharedBy    string    `json:"shared_by"`
+	SharedAt    time.Time `json:"shared_at"`
+	URL         string    `json:"url"`
+	Download    string    `json:"download"`
+	Preview     string    `json:"preview"`
+	Thumbnail   string    `json:"thumbnail,omitempty"`
+}
+
+// serveFiles answers GET /api/files?with=address: the files the caller
+// and that contact exchanged, newest first.
+func (s *Server) serveFiles(w http.ResponseWriter, r *http.Request) {
+	user, ok := s.apiUser(w, r)
+	if !ok {
+		return
+	}
+	with, err := jid.Parse(r.URL.Query().Get("with"))
+	if err != nil || with.Local() == "" {
+		apiError(w, http.StatusBadRequest, "with must be a contact's address")
+		return
+	}
+	list, err := s.files.Exchanged(r.Context(), user, with.Bare())
+	if err != nil {
+		s.log.Error("listing exchanged files", "user", user.String(), "err", err)
+		apiError(w, http.StatusBadGateway, "the file list is unavailable; try again")
+		return
+	}
+	out := make([]fileEntry, 0, len(list))
+	for _, f := range list {
+		u := s.files.URLs(f)
+		out = append(out, fileEntry{Name: f.Name, Size: f.Size, ContentType: f.ContentType, SharedBy: f.SharedBy, SharedAt: f.SharedAt,
+			URL: u.Get, Download: u.Download, Preview: u.Preview, Thumbnail: u.Thumb})
+	}
+	apiJSON(w, map[string]any{"files": out})
+}
+
+// serveLinkCard answers GET /api/linkcard?url=...: the title, description
+// and image of a linked page (Open Graph), fetched and cached by the
+// server, which refuses private addresses.
+func (s *Server) serveLinkCard(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.apiUser(w, r); !ok {
+		return
+	}
+	card, err := s.files.LinkCard(r.Context(), r.URL.Query().Get("url"))
+	if err != nil {
+		apiError(w, http.StatusUnprocessableEntity, "no preview for this link: "+err.Error())
+		return
+	}
+	w.Header().Set("Cache-Control", "private, max-age=600")
+	apiJSON(w, card)
 }

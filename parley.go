@@ -15,6 +15,7 @@ import (
 
 	"github.com/parleyhq/parley/account"
 	"github.com/parleyhq/parley/chat"
+	"github.com/parleyhq/parley/files"
 	"github.com/parleyhq/parley/jid"
 	"github.com/parleyhq/parley/roster"
 	"github.com/parleyhq/parley/storage"
@@ -68,10 +69,11 @@ type Config struct {
 	// tests on loopback: passwords would cross the network in the clear.
 	AllowUnencrypted bool
 
-	// PublicURL is where the host mounts Handler, as browsers reach it
-	// (https://mail.example.com/parley). Links Parley makes (the
-	// WebSocket endpoint in host-meta, file URLs) start with it. Empty:
-	// "https://<request host>/parley".
+	// PublicURL is where the host mounts Handler, as browsers and XMPP
+	// clients reach it (https://mail.example.com/parley). Links Parley
+	// makes (file URLs, the WebSocket endpoint in host-meta) start with
+	// it. Empty: https://<first domain>/parley for files, and the
+	// request's own host for host-meta.
 	PublicURL string
 	// WebOrigins are other origins whose pages may use the webmail
 	// session to open chat (the page's own origin always may).
@@ -79,6 +81,19 @@ type Config struct {
 	// TrustForwardedTLS: a reverse proxy in front terminates TLS and sets
 	// X-Forwarded-Proto.
 	TrustForwardedTLS bool
+
+	// Files shared in chat (XEP-0363 uploads) live under FilesDir
+	// (default: DataDir/files). MaxFileSize (default 100 MiB) bounds one
+	// file and UserQuota (default 1 GiB) a user's total. Blacklist lists
+	// refused extensions, for chat and meetings alike (nil: a default list
+	// of executables and scripts; empty: none refused).
+	FilesDir    string
+	MaxFileSize int64
+	UserQuota   int64
+	Blacklist   []string
+	// AllowPrivateLinks lets link previews fetch pages on private and
+	// loopback addresses. For tests only.
+	AllowPrivateLinks bool
 
 	// Store keeps rosters, offline messages and user data. Nil means a
 	// bbolt file, parley.db, under DataDir.
@@ -135,6 +150,7 @@ type Server struct {
 	roster  *roster.Service
 	chat    *chat.Service
 	xmpp    *xmppsrv.Server
+	files   *files.Service
 	metrics *xmppsrv.Metrics
 	mux     *http.ServeMux
 	log     *slog.Logger
@@ -197,6 +213,28 @@ func New(cfg Config) (*Server, error) {
 		OfflineLimit: cfg.OfflineLimit,
 		HistoryLines: cfg.HistoryLines, HistoryDays: cfg.HistoryDays, SessionGap: cfg.SessionGap,
 	})
+	filesDir := cfg.FilesDir
+	if filesDir == "" {
+		if cfg.DataDir == "" {
+			s.closeStore()
+			return nil, errors.New("parley: set Config.FilesDir (where shared files live) or Config.DataDir")
+		}
+		filesDir = filepath.Join(cfg.DataDir, "files")
+	}
+	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	if base == "" {
+		base = "https://" + domains[0] + "/parley"
+	}
+	fs, err := files.New(files.Config{
+		Dir: filesDir, BaseURL: base + "/files",
+		MaxFileSize: cfg.MaxFileSize, UserQuota: cfg.UserQuota, Blacklist: cfg.Blacklist,
+		AllowPrivate: cfg.AllowPrivateLinks, Logger: log.With("component", "files"),
+	})
+	if err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("parley: %w", err)
+	}
+	s.files = fs
 	x, err := xmppsrv.New(xmppsrv.Config{
 		Domains:            domains,
 		TLS:                cfg.TLS,
@@ -206,6 +244,7 @@ func New(cfg Config) (*Server, error) {
 		Roster:             s.roster,
 		Chat:               s.chat,
 		Store:              s.store,
+		Files:              fs,
 		Logger:             log.With("component", "xmpp"),
 		Metrics:            s.metrics,
 		MaxStanzaSize:      cfg.MaxStanzaSize,
@@ -223,6 +262,7 @@ func New(cfg Config) (*Server, error) {
 		Version:            Version,
 	})
 	if err != nil {
+		fs.Close()
 		s.closeStore()
 		return nil, fmt.Errorf("parley: %w", err)
 	}
@@ -230,6 +270,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.Handle("/ws", x.WebSocketHandler())
 	s.mux.HandleFunc("/api/search", s.serveSearch)
+	s.mux.HandleFunc("/api/files", s.serveFiles)
+	s.mux.HandleFunc("/api/linkcard", s.serveLinkCard)
+	s.mux.Handle("/files/", http.StripPrefix("/files", fs.Handler()))
 	return s, nil
 }
 
@@ -248,6 +291,10 @@ func (s *Server) ServeXMPPTLS(ln net.Listener) error { return s.xmpp.ServeTLS(ln
 // ErrServerClosed is returned by ServeXMPP and ServeXMPPTLS after Shutdown.
 var ErrServerClosed = xmppsrv.ErrServerClosed
 
+// Files returns the service that keeps files shared in chat: what a user
+// exchanged with a contact, link previews.
+func (s *Server) Files() *files.Service { return s.files }
+
 // Chat returns the chat service, for the host's own pages: the history
 // window of a conversation, older pages, past chat sessions, search and
 // deletion of a user's conversations. It trusts its caller to pass the
@@ -260,9 +307,11 @@ func (s *Server) Chat() *chat.Service { return s.chat }
 //
 //	mux.Handle("/parley/", http.StripPrefix("/parley", srv.Handler()))
 //
-// It serves XMPP over WebSocket (RFC 7395) at /ws, and, for the host's
-// own pages (authenticated by the webmail session, see
-// RequestAuthenticator), a directory search at /api/search?q=.
+// It serves XMPP over WebSocket (RFC 7395) at /ws; shared files (uploads,
+// downloads, previews, thumbnails) under /files/; and, for the host's own
+// pages (authenticated by the webmail session, see RequestAuthenticator),
+// a directory search at /api/search?q=, the files exchanged with a contact
+// at /api/files?with=, and link previews at /api/linkcard?url=.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // WellKnownHandler serves XEP-0156 discovery (host-meta and
@@ -318,6 +367,7 @@ func (s *Server) MetricsHandler() http.Handler {
 // the store Parley opened. It returns when all is closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.xmpp.Shutdown(ctx)
+	s.files.Close()
 	if cerr := s.closeStore(); err == nil {
 		err = cerr
 	}

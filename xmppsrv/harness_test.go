@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/parleyhq/parley/account"
 	"github.com/parleyhq/parley/account/memdir"
 	"github.com/parleyhq/parley/chat"
+	"github.com/parleyhq/parley/files"
 	"github.com/parleyhq/parley/roster"
 	"github.com/parleyhq/parley/storage"
 	"github.com/parleyhq/parley/storage/memstore"
@@ -59,6 +62,7 @@ func selfSigned(t testing.TB) *tls.Config {
 }
 
 type harness struct {
+	files *httptest.Server
 	t     testing.TB
 	srv   *Server
 	addr  string
@@ -70,6 +74,10 @@ type opt func(*Config, *roster.Config)
 
 // archiveOn, passed to newHarness, turns message history on.
 type archiveOn struct{}
+
+// filesOn, passed to newHarness, turns HTTP File Upload on; the harness's
+// files field then holds the HTTP server the slots point at.
+type filesOn struct{}
 
 // withStore wraps the harness's store (for fault injection).
 func withStore(wrap func(storage.Store) storage.Store) opt {
@@ -108,6 +116,7 @@ func newHarness(t testing.TB, opts ...any) *harness {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	archive := false
+	var filesSrv *httptest.Server
 	for _, o := range opts {
 		switch o := o.(type) {
 		case opt:
@@ -116,6 +125,18 @@ func newHarness(t testing.TB, opts ...any) *harness {
 			o(&cfg, &rc)
 		case archiveOn:
 			archive = true
+		case filesOn:
+			fsrv := httptest.NewUnstartedServer(nil)
+			fsrv.StartTLS()
+			t.Cleanup(fsrv.Close)
+			svc, err := files.New(files.Config{Dir: t.TempDir(), BaseURL: fsrv.URL + "/files", MaxFileSize: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { svc.Close() })
+			fsrv.Config.Handler = http.StripPrefix("/files", svc.Handler())
+			cfg.Files = svc
+			filesSrv = fsrv
 		default:
 			t.Fatalf("newHarness: unknown option %T", o)
 		}
@@ -135,7 +156,7 @@ func newHarness(t testing.TB, opts ...any) *harness {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	h := &harness{t: t, srv: srv, addr: ln.Addr().String(), dir: dir, store: store}
+	h := &harness{t: t, srv: srv, addr: ln.Addr().String(), dir: dir, store: store, files: filesSrv}
 	t.Cleanup(func() { srv.Shutdown(t.Context()) })
 	return h
 }

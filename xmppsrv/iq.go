@@ -51,6 +51,8 @@ func (srv *Server) handleIQ(s *Session, el *Element, to jid.JID) {
 			return // answers to our pings
 		}
 		srv.serverIQ(s, el, to)
+	case srv.isUpload(to):
+		srv.uploadIQ(s, el, to)
 	case !srv.Local(to.Domain()):
 		if typ == "get" || typ == "set" {
 			s.send(errorReply(el, "remote-server-not-found", "other servers are not reachable from here ("+to.Domain()+")"))
@@ -99,6 +101,8 @@ func (srv *Server) serverIQ(s *Session, el *Element, to jid.JID) {
 		q := NewElement(nsDiscoIt, "query")
 		if n := p.Get("node"); n != "" {
 			q.Set("node", n)
+		} else if !toAccount && srv.cfg.Files != nil {
+			q.Add(NewElement(nsDiscoIt, "item", "jid", uploadJID(s.domain).String(), "name", "HTTP File Upload"))
 		}
 		s.send(iqResult(el, q).Bytes(nsClient))
 	case p.Space == nsVersion && p.Local == "query" && get && !toAccount:

@@ -59,7 +59,7 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 		to = s.bare
 		el.Set("to", to.String())
 	}
-	if srv.isServer(to) {
+	if srv.isServer(to) || srv.isUpload(to) {
 		return // nothing here takes messages addressed to the server
 	}
 	target, err := srv.cfg.Chat.Resolve(s.ctx(), to.Bare())
@@ -92,6 +92,7 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 	}
 	if typ != "error" {
 		srv.recordStates(s.bare, to.Bare(), el)
+		srv.shareFiles(el, s.bare, to.Bare())
 	}
 	delivered := el
 	sent := el

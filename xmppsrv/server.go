@@ -23,6 +23,7 @@ import (
 
 	"github.com/parleyhq/parley/account"
 	"github.com/parleyhq/parley/chat"
+	"github.com/parleyhq/parley/files"
 	"github.com/parleyhq/parley/roster"
 	"github.com/parleyhq/parley/storage"
 )
@@ -45,7 +46,10 @@ type Config struct {
 	Roster    *roster.Service
 	Chat      *chat.Service
 	Store     storage.Store
-	Logger    *slog.Logger
+	// Files, when set, offers HTTP File Upload (XEP-0363) on
+	// upload.<domain> and records the files messages share.
+	Files  *files.Service
+	Logger *slog.Logger
 	Metrics   *Metrics
 
 	// MaxStanzaSize is the largest stanza accepted, in bytes (default
