@@ -48,9 +48,9 @@ type Config struct {
 	Store     storage.Store
 	// Files, when set, offers HTTP File Upload (XEP-0363) on
 	// upload.<domain> and records the files messages share.
-	Files  *files.Service
-	Logger *slog.Logger
-	Metrics   *Metrics
+	Files   *files.Service
+	Logger  *slog.Logger
+	Metrics *Metrics
 
 	// MaxStanzaSize is the largest stanza accepted, in bytes (default
 	// 262144). A larger one closes the stream with policy-violation.
