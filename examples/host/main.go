@@ -81,6 +81,7 @@ type options struct {
 	domainRoster, allowUnencrypted bool
 	logLevel                       slog.Level
 	resumeTimeout                  time.Duration
+	publicURL                      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.domainRoster, "domain-roster", true, "every chat-enabled user of the domain sees every other one")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.allowUnencrypted, "allow-unencrypted", false, "let XMPP clients log in without TLS (for tests on loopback only)")
+	fs.StringVar(&o.publicURL, "public-url", "", "`URL` at which clients reach /parley/ (default: https://<the HTTPS listener>/parley)")
 	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 0, "how long a dropped XMPP session waits to be resumed (XEP-0198); 0 means Parley's default, 5m")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -147,22 +149,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.allowUnencrypted {
 		log.Warn("-allow-unencrypted: passwords may cross the network in the clear; use it for tests on loopback only")
 	}
-	sessions := newSessions()
-	srv, err := parley.New(parley.Config{
-		Domains:             domains,
-		Directory:           dir,
-		Authenticator:       hostAuth{Dir: dir, sessions: sessions},
-		TLS:                 tlsConf,
-		AllowUnencrypted:    o.allowUnencrypted,
-		DataDir:             o.data,
-		DisableDomainRoster: !o.domainRoster,
-		ResumeTimeout:       o.resumeTimeout,
-		Logger:              log,
-	})
-	if err != nil {
-		return fail("cannot start Parley", "err", err)
-	}
-
 	var lns []net.Listener
 	closeAll := func() {
 		for _, ln := range lns {
@@ -173,10 +159,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			closeAll()
-			srv.Shutdown(context.Background())
 			return fail("cannot listen", "addr", a, "err", err)
 		}
 		lns = append(lns, ln)
+	}
+	publicURL := o.publicURL
+	if publicURL == "" {
+		publicURL = "https://" + reachable(lns[2].Addr()) + "/parley"
+	}
+	sessions := newSessions()
+	srv, err := parley.New(parley.Config{
+		Domains:             domains,
+		Directory:           dir,
+		Authenticator:       hostAuth{Dir: dir, sessions: sessions},
+		TLS:                 tlsConf,
+		AllowUnencrypted:    o.allowUnencrypted,
+		DataDir:             o.data,
+		PublicURL:           publicURL,
+		DisableDomainRoster: !o.domainRoster,
+		ResumeTimeout:       o.resumeTimeout,
+		Logger:              log,
+	})
+	if err != nil {
+		closeAll()
+		return fail("cannot start Parley", "err", err)
 	}
 	xmppLn, xmppsLn, httpLn := lns[0], lns[1], lns[2]
 
@@ -288,3 +294,17 @@ var _ interface {
 	parley.Authenticator
 	parley.SCRAMProvider
 } = (*memdir.Dir)(nil)
+
+// reachable names a listener's address as a client on this machine dials
+// it: a wildcard listener is "localhost", an IP keeps its literal.
+func reachable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
