@@ -215,7 +215,8 @@ function handle(ev) {
     case 'settings': {
       const before = state.meeting;
       setMeeting(ev.meeting);
-      if (before && state.me && state.me.state === 'in') toast(settingsChange(before, ev.meeting));
+      const what = before && state.me && state.me.state === 'in' && settingsChange(before, ev.meeting);
+      if (what) toast(what);
       emit('settings', ev.meeting);
       return;
     }
@@ -249,6 +250,9 @@ function settingsChange(a, b) {
   if (a.allowGuests !== b.allowGuests) return b.allowGuests ? 'Guests may now join.' : 'Guests may no longer join.';
   if (a.recording !== b.recording) return b.recording ? 'Recording is allowed.' : 'Recording is not allowed.';
   if (a.title !== b.title) return 'The meeting is now called “' + b.title + '”.';
+  // Nothing a participant sees (or the change came back to the organizer
+  // who made it): no toast.
+  if (a.version === b.version || a.attendeesCanStart === b.attendeesCanStart) return '';
   return 'The meeting settings changed.';
 }
 
