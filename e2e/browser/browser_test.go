@@ -69,24 +69,47 @@ func freePorts(t *testing.T, n int) []string {
 }
 
 // TestPanel runs panel.mjs: two browser users and a slixmpp client chat
-// through the example host's toy webmail.
+// through the example host's toy webmail, with the domain roster.
 func TestPanel(t *testing.T) {
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
+	h := startPanelHost(t, true)
+	h.run(t, "panel.mjs")
+	if !strings.Contains(h.log.String(), "stream resumed") {
+		t.Errorf("the host never resumed a stream: the panel reconnected without XEP-0198 resumption")
 	}
-	python := os.Getenv("E2E_PYTHON")
-	if python == "" {
-		python = "/usr/bin/python3"
+}
+
+// TestPanelInvitations runs panel-invite.mjs on a host without the domain
+// roster: adding a contact, accepting and declining invitations.
+func TestPanelInvitations(t *testing.T) {
+	h := startPanelHost(t, false)
+	h.run(t, "panel-invite.mjs")
+}
+
+type panelHost struct {
+	node, python, chromium string
+	https, xmpp, users     string
+	log                    *lockedBuffer
+}
+
+// startPanelHost checks the tools, builds and starts the example host, and
+// stops it when the test ends.
+func startPanelHost(t *testing.T, domainRoster bool) *panelHost {
+	t.Helper()
+	h := &panelHost{chromium: os.Getenv("CHROMIUM"), python: os.Getenv("E2E_PYTHON"), log: new(lockedBuffer)}
+	if h.chromium == "" {
+		h.chromium = "/usr/bin/chromium"
 	}
-	_, err := os.Stat(chromium)
-	need(t, err == nil, chromium+" is missing: apt-get install -y chromium")
-	node, err := exec.LookPath("node")
+	if h.python == "" {
+		h.python = "/usr/bin/python3"
+	}
+	_, err := os.Stat(h.chromium)
+	need(t, err == nil, h.chromium+" is missing: apt-get install -y chromium")
+	h.node, err = exec.LookPath("node")
 	need(t, err == nil, "node is missing: apt-get install -y nodejs npm")
 	_, err = os.Stat(filepath.Join("node_modules", "playwright-core", "package.json"))
 	need(t, err == nil, "playwright-core is missing: (cd e2e/browser && npm ci)")
-	out, err := exec.Command(python, "-c", "import slixmpp").CombinedOutput()
-	need(t, err == nil, fmt.Sprintf("%s cannot import slixmpp: apt-get install -y python3-slixmpp (%s)", python, bytes.TrimSpace(out)))
+	out, err := exec.Command(h.python, "-c", "import slixmpp").CombinedOutput()
+	need(t, err == nil, fmt.Sprintf("%s cannot import slixmpp: apt-get install -y python3-slixmpp (%s)", h.python, bytes.TrimSpace(out)))
 
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "parley-host")
@@ -95,14 +118,14 @@ func TestPanel(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the example host: %v\n%s", err, out)
 	}
-
-	usersFile := filepath.Join(dir, "users.json")
-	writeUsers(t, usersFile)
+	h.users = filepath.Join(dir, "users.json")
+	writeUsers(t, h.users)
 	addrs := freePorts(t, 3)
-	hostLog := new(lockedBuffer)
-	host := exec.Command(bin, "-domain", domain, "-data", filepath.Join(dir, "data"), "-users", usersFile,
-		"-xmpp-addr", addrs[0], "-xmpps-addr", addrs[1], "-http-addr", addrs[2], "-log-level", "debug")
-	host.Stdout, host.Stderr = hostLog, hostLog
+	h.xmpp, h.https = addrs[0], addrs[2]
+	host := exec.Command(bin, "-domain", domain, "-data", filepath.Join(dir, "data"), "-users", h.users,
+		"-xmpp-addr", addrs[0], "-xmpps-addr", addrs[1], "-http-addr", addrs[2], "-log-level", "debug",
+		fmt.Sprintf("-domain-roster=%t", domainRoster))
+	host.Stdout, host.Stderr = h.log, h.log
 	if err := host.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -117,54 +140,55 @@ func TestPanel(t *testing.T) {
 			<-exited
 		}
 		for _, bad := range []string{"panic:", "WARNING: DATA RACE", "fatal error:"} {
-			if strings.Contains(hostLog.String(), bad) {
+			if strings.Contains(h.log.String(), bad) {
 				t.Errorf("the host's log contains %q", bad)
 			}
 		}
 		if t.Failed() {
-			t.Logf("---- host log ----\n%s---- end of host log ----", hostLog)
+			t.Logf("---- host log ----\n%s---- end of host log ----", h.log)
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addrs[2], time.Second)
+		c, err := net.DialTimeout("tcp", h.https, time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return h
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the host is not listening on %s: %v", addrs[2], err)
+			t.Fatalf("the host is not listening on %s: %v", h.https, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
 
+// run runs a scenario script with node and fails the test unless it passes.
+func (h *panelHost) run(t *testing.T, script string) {
+	t.Helper()
 	shots, _ := filepath.Abs("screenshots")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "panel.mjs")
+	cmd := exec.CommandContext(ctx, h.node, script)
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = append(os.Environ(),
-		"PARLEY_URL=https://"+addrs[2],
-		"PARLEY_XMPP="+addrs[0],
-		"PARLEY_USERS="+usersFile,
+		"PARLEY_URL=https://"+h.https,
+		"PARLEY_XMPP="+h.xmpp,
+		"PARLEY_USERS="+h.users,
 		"PARLEY_DOMAIN="+domain,
 		"PARLEY_SCREENSHOTS="+shots,
-		"PARLEY_PYTHON="+python,
-		"CHROMIUM="+chromium,
+		"PARLEY_PYTHON="+h.python,
+		"CHROMIUM="+h.chromium,
 	)
 	output := new(lockedBuffer)
 	cmd.Stdout, cmd.Stderr = output, output
 	start := time.Now()
-	err = cmd.Run()
-	t.Logf("panel.mjs (%s):\n%s", time.Since(start).Round(time.Millisecond), output)
+	err := cmd.Run()
+	t.Logf("%s (%s):\n%s", script, time.Since(start).Round(time.Millisecond), output)
 	if ctx.Err() != nil {
-		t.Fatal("panel.mjs did not finish within 4 minutes")
+		t.Fatalf("%s did not finish within 4 minutes", script)
 	}
 	if err != nil {
-		t.Fatalf("panel.mjs failed: %v", err)
-	}
-	if !strings.Contains(hostLog.String(), "stream resumed") {
-		t.Errorf("the host never resumed a stream: the panel reconnected without XEP-0198 resumption")
+		t.Fatalf("%s failed: %v", script, err)
 	}
 }
 

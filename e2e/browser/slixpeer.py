@@ -8,6 +8,7 @@ self-signed) and then takes JSON commands, one a line, on standard input:
       ("history 001" ...), taking turns, so that both archives hold them
   {"cmd": "presence", "show": "away"}          ("" for available)
   {"cmd": "send", "to": "alice@example.test", "body": "..."}
+  {"cmd": "subscribe", "to": "alice@example.test"}   (ask to see their presence)
   {"cmd": "quit"}
 
 It prints JSON events, one a line, on standard output:
@@ -125,6 +126,9 @@ async def main():
                 emit(ev="seeded", n=int(cmd["n"]))
             elif kind == "presence":
                 peer.send_presence(pshow=cmd.get("show") or None)
+                emit(ev="done", cmd=kind)
+            elif kind == "subscribe":
+                peer.send_presence(pto=cmd["to"], ptype="subscribe")
                 emit(ev="done", cmd=kind)
             elif kind == "send":
                 peer.send_message(mto=cmd["to"], mbody=cmd["body"], mtype="chat")

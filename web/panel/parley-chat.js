@@ -571,11 +571,26 @@ export class ParleyChat extends HTMLElement {
         this._render();
         break;
       }
-      case 'subscribe':
-        this.invites.set(jid, { jid, name: childText(el, 'http://jabber.org/protocol/nick', 'nick') });
+      case 'subscribe': {
+        // The answer to our own invitation: accept it, both ways.
+        const c = this.contacts.get(jid);
+        if (c && !c.transient && (c.ask || c.subscription === 'to')) {
+          this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribed' }));
+          break;
+        }
+        const inv = { jid, name: childText(el, 'http://jabber.org/protocol/nick', 'nick') };
+        this.invites.set(jid, inv);
+        if (!inv.name && jid.endsWith('@' + this.me.jid.split('@')[1])) {
+          // Someone of the user's domain: the directory knows the name.
+          this._search(jid).then((found) => {
+            const e = found.find((f) => f.address.toLowerCase() === jid);
+            if (e?.name) { inv.name = e.name; this._render(); }
+          });
+        }
         this._render();
         this._notify(jid, `${this._name(jid)} wants to add you as a contact`);
         break;
+      }
       case 'error': {
         const err = new StanzaError(el);
         const c = this.contacts.get(jid);
@@ -595,7 +610,7 @@ export class ParleyChat extends HTMLElement {
       this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribed' }));
       const c = this.contacts.get(jid);
       if (!c || (c.subscription !== 'to' && c.subscription !== 'both' && !c.ask)) {
-        this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribe' }));
+        this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribe' }, this._nick()));
       }
     } else {
       this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'unsubscribed' }));
@@ -1072,12 +1087,13 @@ export class ParleyChat extends HTMLElement {
       let statusText = c.alias ? '' : STATUS_LABEL[show];
       if (!c.alias && c.ask && c.subscription !== 'to' && c.subscription !== 'both') statusText = 'Invitation sent';
       if (c.error) statusText = 'Invitation failed: ' + c.error;
+      const statusClass = c.error ? 'cstatus failed' : 'cstatus';
       const cls = ['contact', c.alias ? 'alias' : show, !c.alias && show === 'offline' ? 'offline' : '', c.jid === this.active ? 'active' : ''].join(' ');
       const label = [c.name || c.jid, c.alias ? 'alias' : statusText, unread ? `${unread} unread` : ''].filter(Boolean).join(', ');
       return h('li', {}, h('button', { type: 'button', class: cls, 'data-jid': c.jid, 'aria-label': label, 'aria-current': c.jid === this.active ? 'true' : null, title: c.jid },
         h('span', { class: 'avatar small' + (c.alias ? ' alias' : '') }, initials(c.name || c.jid), c.alias ? null : h('span', { class: 'dot ' + show })),
         h('span', { class: 'cmain' }, h('span', { class: 'cname', text: c.name || localPart(c.jid) }),
-          statusText ? h('span', { class: 'cstatus', text: statusText }) : h('span', { class: 'cstatus', text: c.jid })),
+          statusText ? h('span', { class: statusClass, text: statusText }) : h('span', { class: 'cstatus', text: c.jid })),
         unread ? h('span', { class: 'count', text: String(unread) }) : null));
     };
     if (aliases.length) {
@@ -1473,6 +1489,11 @@ export class ParleyChat extends HTMLElement {
     }
   }
 
+  // _nick is the user's name for the other side of an invitation (XEP-0172).
+  _nick() {
+    return this.me.name ? x('nick', { xmlns: 'http://jabber.org/protocol/nick' }, this.me.name) : null;
+  }
+
   // addContact adds address to the roster with name and groups and asks
   // to see their presence; they must accept.
   async addContact(address, name = '', groups = []) {
@@ -1482,7 +1503,7 @@ export class ParleyChat extends HTMLElement {
     const c = this.contacts.get(jid);
     if (c) c.error = '';
     if (!c || (c.subscription !== 'to' && c.subscription !== 'both')) {
-      this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribe' }));
+      this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribe' }, this._nick()));
     }
     this._render();
   }
