@@ -206,6 +206,34 @@ try {
     await until(async () => await rowStatus(alice, BOB) === 'Available', 'bob back');
   });
 
+  await step('Chat with... stays fast with 5,000 people on the domain (capped list)', async () => {
+    const r = await alice.evaluate(async () => {
+      const el = document.querySelector('parley-chat');
+      for (let i = 0; i < 5000; i++) {
+        el._setContact({ jid: `user${String(i).padStart(4, '0')}@big.example`, name: `Test User ${i}`, groups: ['People'], subscription: 'both' });
+      }
+      const input = el.shadowRoot.querySelector('.filter');
+      const t0 = performance.now();
+      el._renderList();
+      const all = performance.now() - t0;
+      const rowsAll = el.shadowRoot.querySelectorAll('.list button[data-jid]').length;
+      input.value = 'user4321';
+      const t1 = performance.now();
+      input.dispatchEvent(new Event('input'));
+      const one = performance.now() - t1;
+      const rowsOne = [...el.shadowRoot.querySelectorAll('.list button[data-jid]')].map((b) => b.dataset.jid);
+      input.value = '';
+      input.dispatchEvent(new Event('input'));
+      for (const jid of [...el.contacts.keys()]) if (jid.endsWith('@big.example')) el.contacts.delete(jid);
+      el._renderList();
+      return { all, rowsAll, one, rowsOne };
+    });
+    log(`     5,000 contacts: full list ${r.all.toFixed(1)}ms (${r.rowsAll} rows drawn), filtered ${r.one.toFixed(1)}ms`);
+    check(r.rowsAll <= 200, `${r.rowsAll} rows drawn, want at most 200`);
+    check(r.rowsOne.length === 1 && r.rowsOne[0] === 'user4321@big.example', 'filter result ' + JSON.stringify(r.rowsOne));
+    check(r.all < 500 && r.one < 200, `too slow: ${r.all}ms, ${r.one}ms`);
+  });
+
   await step('keyboard: Chat with... finds a contact and Enter opens the conversation', async () => {
     await q(alice, '.filter').fill('bui');
     await q(alice, '.filter').press('Enter');

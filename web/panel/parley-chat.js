@@ -158,6 +158,7 @@ function localPart(jid) {
   return String(jid).split('@')[0];
 }
 
+const collator = new Intl.Collator(undefined, { sensitivity: 'base' });
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
 
@@ -1069,7 +1070,7 @@ export class ParleyChat extends HTMLElement {
     const terms = q.split(/\s+/).filter(Boolean);
     let all = [...this.contacts.values()].filter((c) => !c.transient || this.convs.get(c.jid)?.msgs.length || c.jid === this.active);
     if (terms.length) all = all.filter((c) => terms.every((t) => c.key.includes(t)));
-    const byName = (a, b) => (a.name || a.jid).localeCompare(b.name || b.jid, undefined, { sensitivity: 'base' });
+    const byName = (a, b) => collator.compare(a.name || a.jid, b.name || b.jid);
     const aliases = all.filter((c) => c.alias).sort(byName);
     let users = all.filter((c) => !c.alias).sort(byName);
     const online = this.myStatus !== 'offline' && this.client?.state === 'online';
