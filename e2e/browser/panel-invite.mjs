@@ -5,7 +5,7 @@
 
 import path from 'node:path';
 import {
-  ALICE, BOB, CAROL, Peer, browser, check, dialogs, log, online, pageErrors,
+  ALICE, BOB, CAROL, Peer, base, browser, check, dialogs, log, online, pageErrors, users,
   q, results, row, rowStatus, shots, step, until, webmailLogin,
 } from './panel-lib.mjs';
 
@@ -51,7 +51,28 @@ try {
     await until(async () => (await q(alice, '.invite-list').innerText()).includes(CAROL), 'carol\'s invitation');
     await q(alice, `.invite-list button[data-invite="${CAROL}"][data-accept="0"]`).click();
     await carol.wait((e) => e.ev === 'presence' && e.from.startsWith(ALICE) && e.type === 'unsubscribed', 'alice\'s refusal');
-    check(await q(alice, '.invites').isHidden(), 'the invitation stays after declining');
+    await until(() => q(alice, '.invites').isHidden(), 'the invitation gone after declining');
+  });
+
+  await step('without a webmail session the panel asks for a password (SASL PLAIN)', async () => {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 900, height: 650 } });
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => pageErrors.push(`login: ${e.message}`));
+    await page.goto(base + '/parley/panel/popout.html');
+    const form = page.locator('parley-chat form.login');
+    await form.waitFor();
+    await form.locator('input[name=address]').fill(BOB);
+    await form.locator('input[name=password]').fill('wrong password');
+    await form.locator('button[type=submit]').click();
+    await until(async () => (await form.locator('.error').innerText()).length > 0, 'the wrong-password error');
+    await form.locator('input[name=password]').fill(users[BOB].password);
+    await form.locator('button[type=submit]').click();
+    await online(page);
+    check(await form.isHidden(), 'the login form stays after logging in');
+    check(await page.evaluate(() => document.querySelector('parley-chat').client.mechanism) === 'PLAIN', 'not logged in with PLAIN');
+    await until(async () => (await page.locator(`parley-chat .list button[data-jid="${ALICE}"] .cname`).innerText()) === 'Alice Liddell', 'bob\'s contacts, with the name from the invitation');
+    await page.screenshot({ path: path.join(shots, 'panel-desktop-password-login.png') });
+    await ctx.close();
   });
 
   await step('no page errors and no dialogs', async () => {

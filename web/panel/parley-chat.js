@@ -608,8 +608,13 @@ export class ParleyChat extends HTMLElement {
     if (!b) return;
     const jid = b.dataset.invite;
     if (b.dataset.accept === '1') {
-      this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribed' }));
       const c = this.contacts.get(jid);
+      const name = this.invites.get(jid)?.name;
+      if (name && !c?.name) {
+        // Keep the name the invitation came with in the roster.
+        this.client.iq('set', x('query', { xmlns: NS.roster }, x('item', { jid, name }))).catch(() => {});
+      }
+      this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribed' }));
       if (!c || (c.subscription !== 'to' && c.subscription !== 'both' && !c.ask)) {
         this.client.send(x('presence', { xmlns: NS.client, to: jid, type: 'subscribe' }, this._nick()));
       }
