@@ -198,6 +198,7 @@ try {
     check(await row(alice, BOB).evaluate((b) => b.classList.contains('offline')), 'bob is not greyed');
     await alice.screenshot({ path: path.join(shots, 'panel-desktop-bob-offline.png') });
     await q(alice, '.me').click();
+    await alice.screenshot({ path: path.join(shots, 'panel-desktop-status-menu.png') });
     await q(alice, '.status-menu [data-action="show-offline"]').click();
     await until(async () => (await row(alice, BOB).count()) === 0, 'offline bob hidden by the toggle');
     await q(alice, '.status-menu [data-action="show-offline"]').click();
