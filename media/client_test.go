@@ -566,6 +566,8 @@ type synthSpec struct {
 	keyframeEvery int
 	// level is the RFC 6464 level the audio claims (0 loud, 127 silent).
 	level uint8
+	// h264 sends H.264 (STAP-A with SPS and PPS, then FU-A) instead of VP8.
+	h264 bool
 }
 
 // synthSender sends synthetic RTP: Opus-shaped audio every 20 ms, or VP8
@@ -580,7 +582,8 @@ type synthSender struct {
 	tracks  []*webrtc.TrackLocalStaticRTP
 	sender  *webrtc.RTPSender
 	done    chan struct{}
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // media generators
+	rtcpWG  sync.WaitGroup // RTCP readers, which end with the RTP sender
 	stopped atomic.Bool
 
 	mu   sync.Mutex
@@ -602,6 +605,10 @@ func newSynthSender(c *testClient, pc *webrtc.PeerConnection, sp synthSpec) *syn
 	s := &synthSender{c: c, pc: pc, spec: sp, done: make(chan struct{}), sent: map[string][]byte{}}
 	s.trackID = fmt.Sprintf("%s-%d", sp.source, synthSeq.Add(1))
 	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	if sp.h264 {
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	}
 	if sp.source == SourceMic {
 		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
 	}
@@ -640,9 +647,10 @@ func newSynthSender(c *testClient, pc *webrtc.PeerConnection, sp synthSpec) *syn
 func (s *synthSender) start() {
 	for i, rid := range s.ridList() {
 		i, rid := i, rid
-		s.wg.Add(2)
+		s.wg.Add(1)
+		s.rtcpWG.Add(1)
 		go func() {
-			defer s.wg.Done()
+			defer s.rtcpWG.Done()
 			s.readRTCP(i, rid)
 		}()
 		go func() {
@@ -664,11 +672,9 @@ func (s *synthSender) ridList() []string {
 }
 
 func (s *synthSender) stop() {
-	if s.stopped.CompareAndSwap(false, true) {
-		close(s.done)
-		_ = s.sender.Stop()
-		s.wg.Wait()
-	}
+	s.halt()
+	_ = s.sender.Stop()
+	s.rtcpWG.Wait()
 }
 
 func (s *synthSender) readRTCP(layer int, rid string) {
@@ -809,6 +815,11 @@ func (s *synthSender) runVideo(layer int) {
 		if key {
 			s.keySent[layer].Add(1)
 		}
+		if s.spec.h264 {
+			seq = s.sendH264(layer, li, frame, key, frameBytes, seq, ts)
+			ts += uint32(90000 / fps)
+			continue
+		}
 		// The VP8 frame: a frame tag, for keyframes the start code and
 		// size, then filler that names the layer, frame and packet.
 		body := make([]byte, max(frameBytes, 20))
@@ -856,6 +867,93 @@ func (s *synthSender) runVideo(layer int) {
 		}
 		pid = (pid + 1) & 0x7fff
 		ts += uint32(90000 / fps)
+	}
+}
+
+// sendH264 sends one synthetic H.264 access unit: for a keyframe a STAP-A
+// with SPS and PPS, then the slice (IDR or not) in FU-A fragments.
+func (s *synthSender) sendH264(layer, li, frame int, key bool, size int, seq uint16, ts uint32) uint16 {
+	var payloads [][]byte
+	if key {
+		sps := []byte{0x67, 0x42, 0xe0, 0x1f, 0xda, 0x02, 0x80}
+		pps := []byte{0x68, 0xce, 0x3c, 0x80}
+		stap := []byte{0x78}
+		for _, nal := range [][]byte{sps, pps} {
+			stap = append(stap, byte(len(nal)>>8), byte(len(nal)))
+			stap = append(stap, nal...)
+		}
+		payloads = append(payloads, stap)
+	}
+	nalType := byte(1)
+	if key {
+		nalType = 5
+	}
+	body := make([]byte, max(size, 20))
+	for i := range body {
+		body[i] = byte(i)
+	}
+	for start := 0; start < len(body); {
+		end := min(start+1100, len(body))
+		fu := byte(nalType)
+		if start == 0 {
+			fu |= 0x80
+		}
+		if end == len(body) {
+			fu |= 0x40
+		}
+		payloads = append(payloads, append([]byte{0x60 | 28, fu}, body[start:end]...))
+		start = end
+	}
+	for p, pl := range payloads {
+		mark := fmt.Sprintf("v:%s:%d:%d:%d;", s.trackID, li, frame, p)
+		// The mark goes after the NAL (or FU) header bytes.
+		hdr := 2
+		if pl[0]&0x1f == 24 {
+			hdr = 1
+		}
+		payload := append(append(append([]byte(nil), pl[:hdr]...), mark...), pl[hdr:]...)
+		if pl[0]&0x1f == 24 {
+			payload = append(pl[:len(pl):len(pl)], mark...) // after the aggregated NALs
+		}
+		s.record(mark, payload)
+		h := rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: seq, Timestamp: ts, Marker: p == len(payloads)-1}
+		_ = s.tracks[layer].WriteRTP(&rtp.Packet{Header: h, Payload: payload})
+		seq++
+	}
+	return seq
+}
+
+// halt stops sending without stopping the RTP sender.
+func (s *synthSender) halt() {
+	if s.stopped.CompareAndSwap(false, true) {
+		close(s.done)
+		s.wg.Wait()
+	}
+}
+
+// unpublish removes a source and renegotiates, as a browser does when a
+// screen share ends.
+func (c *testClient) unpublish(s *synthSender) {
+	c.t.Helper()
+	s.halt()
+	c.mu.Lock()
+	pc := c.pub
+	c.mu.Unlock()
+	if err := pc.RemoveTrack(s.sender); err != nil {
+		c.t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		c.t.Fatal(err)
+	}
+	c.send(map[string]any{"type": "offer", "pc": pcPub, "sdp": pc.LocalDescription().SDP})
+	select {
+	case <-c.answers:
+	case <-time.After(5 * time.Second):
+		c.t.Fatal("no answer to the unpublishing offer")
 	}
 }
 

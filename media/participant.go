@@ -536,26 +536,42 @@ func (p *participant) writeRTCP(pkts []rtcp.Packet) {
 	}
 }
 
-// subscribe starts forwarding up to this participant. Idempotent.
-func (p *participant) subscribe(up *upTrack) {
+// subscribe starts forwarding ups to this participant, with one offer for
+// all of them. Idempotent.
+func (p *participant) subscribe(ups ...*upTrack) {
+	added := 0
+	for _, up := range ups {
+		if p.addDown(up) {
+			added++
+		}
+	}
+	if added > 0 {
+		p.allocate()
+		p.negotiate()
+	}
+}
+
+func (p *participant) addDown(up *upTrack) bool {
 	if up.owner == p {
-		return
+		return false
 	}
 	p.subMu.Lock()
 	if p.sub == nil || p.downs[up] != nil || up.closed.Load() || p.ctx.Err() != nil {
 		p.subMu.Unlock()
-		return
+		return false
 	}
 	dt := newDownTrack(up, p.down, p)
 	sender, err := p.sub.AddTrack(dt)
 	if err != nil {
 		p.subMu.Unlock()
 		p.sfu.cfg.Logger.Warn("media: subscribe", "participant", p.id, "track", up.key, "err", err)
-		return
+		return false
 	}
 	for _, tr := range p.sub.GetTransceivers() {
 		if tr.Sender() == sender {
-			_ = tr.SetCodecPreferences([]webrtc.RTPCodecParameters{up.codec})
+			// Offer exactly the publisher's codec (the SFU never
+			// transcodes), under this connection's own payload type.
+			_ = tr.SetCodecPreferences([]webrtc.RTPCodecParameters{{RTPCodecCapability: up.codec.RTPCodecCapability}})
 		}
 	}
 	dt.sender = sender
@@ -565,11 +581,10 @@ func (p *participant) subscribe(up *upTrack) {
 	}
 	p.subMu.Unlock()
 	if !p.goroutine(func() { dt.rtcpLoop(sender) }) {
-		return
+		return false
 	}
 	up.addDown(dt)
-	p.allocate()
-	p.negotiate()
+	return true
 }
 
 // unsubscribe stops forwarding up to this participant.

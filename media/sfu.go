@@ -129,9 +129,7 @@ func (s *SFU) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	role := p.role
 	p.room.emit(Event{Type: EventJoined, Participant: p.id, Name: p.name, Role: &role})
-	for _, up := range tracks {
-		p.subscribe(up)
-	}
+	p.subscribe(tracks...)
 	p.readLoop()
 	reason := p.teardown()
 	s.cfg.Logger.Debug("media: participant left", "room", p.room.id, "participant", p.id, "reason", reason)

@@ -746,3 +746,54 @@ func TestJoinRefusals(t *testing.T) {
 		t.Errorf("participants after replacement: %+v", ps)
 	}
 }
+
+func TestH264IsForwardedWhenNegotiated(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	v := pub.publish(synthSpec{source: SourceCamera, h264: true})[0]
+	rt := sub.track("pub/camera", 5*time.Second)
+	waitFor(t, 3*time.Second, "H.264 video", func() bool { return len(rt.snapshot()) > 30 })
+	checkIntact(t, rt, v)
+	if p := rt.snapshot()[0].payload; p[0]&0x1f != 24 {
+		t.Errorf("H.264 did not start with the keyframe's STAP-A: %x", p[:4])
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for _, ti := range sub.mids {
+		if ti.Track == "pub/camera" && !strings.EqualFold(ti.Codec, "video/H264") {
+			t.Errorf("offered codec %s", ti.Codec)
+		}
+	}
+}
+
+func TestScreenShareEnds(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	ss := pub.publish(synthSpec{source: SourceCamera}, synthSpec{source: SourceScreen})
+	sub.track("pub/screen", 5*time.Second)
+	pub.unpublish(ss[1])
+	sub.waitEvent(EventTrackUnpublished, 3*time.Second, func(e Event) bool { return e.Participant == "pub" && e.Source == SourceScreen })
+	if ps, _ := ts.sfu.Participants("room"); len(ps) != 2 || fmt.Sprint(ps[1].Tracks) != "[camera]" {
+		t.Errorf("participants %+v", ps)
+	}
+	rt := sub.track("pub/screen", time.Second)
+	time.Sleep(200 * time.Millisecond)
+	n := len(rt.snapshot())
+
+	// Sharing again works: a new screen track arrives.
+	pub.publish(synthSpec{source: SourceScreen})
+	waitFor(t, 3*time.Second, "second screen share", func() bool {
+		k := 0
+		for _, e := range sub.eventsOf(EventTrackPublished) {
+			if e.Participant == "pub" && e.Source == SourceScreen {
+				k++
+			}
+		}
+		return k == 2
+	})
+	waitFor(t, 3*time.Second, "screen video again", func() bool { return len(rt.snapshot()) > n+10 })
+}
