@@ -94,6 +94,8 @@ type clientOpts struct {
 	udp net.PacketConn
 	// dial, if set, dials the WebSocket's TCP connection.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// tcpOnly restricts ICE to TCP, as on a network that blocks UDP.
+	tcpOnly bool
 }
 
 type testClient struct {
@@ -115,6 +117,7 @@ type testClient struct {
 	mids     map[string]TrackInfo
 	recv     map[string]*recvTrack
 	events   []Event
+	cands    []string // candidates the SFU sent
 	errors   []errorMsg
 	removed  *removedMsg
 	answers  chan struct{}
@@ -177,6 +180,9 @@ func newClientAPI(t testing.TB, o clientOpts) *webrtc.API {
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if o.tcpOnly {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	}
 	se.SetICETimeouts(3*time.Second, 4*time.Second, time.Second)
 	// The loss tests drop packets after decryption, so a retransmission
 	// looks like a replay to SRTP; real loss happens before it.
@@ -297,6 +303,9 @@ func (c *testClient) readLoop() {
 				c.errorf("client %s: candidate for %s before its description", c.id, m.PC)
 				continue
 			}
+			c.mu.Lock()
+			c.cands = append(c.cands, m.Candidate.Candidate)
+			c.mu.Unlock()
 			if err := pc.AddICECandidate(*m.Candidate); err != nil {
 				c.errorf("client %s: add candidate: %v", c.id, err)
 			}

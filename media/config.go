@@ -42,6 +42,11 @@ type Config struct {
 	TCPListener net.Listener
 	TCPAddr     string
 
+	// LoopbackCandidates offers 127.0.0.1 to clients even when the SFU
+	// listens on other addresses too: for clients on the same host. It is
+	// implied when UDPAddr or UDPConn is a loopback address.
+	LoopbackCandidates bool
+
 	// PublicIPs are the addresses clients should use when the host sits
 	// behind a 1:1 NAT (a cloud VM with a private address); they replace
 	// the private addresses in the host candidates.

@@ -56,6 +56,9 @@ func newEngine(cfg Config) (*engine, error) {
 	se := webrtc.SettingEngine{LoggerFactory: cfg.LoggerFactory}
 	se.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, time.Second)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if cfg.LoopbackCandidates {
+		se.SetIncludeLoopbackCandidate(true)
+	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 
 	if err := e.openUDP(cfg, &se); err != nil {
@@ -156,7 +159,11 @@ func (e *engine) openUDP(cfg Config, se *webrtc.SettingEngine) error {
 		if err != nil || port <= 0 || port > 65535 {
 			return fmt.Errorf("media: UDPAddr %q: a wildcard address needs a fixed port", cfg.UDPAddr)
 		}
-		mux, err := ice.NewMultiUDPMuxFromPort(port, ice.UDPMuxFromPortWithLogger(logger))
+		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLogger(logger)}
+		if cfg.LoopbackCandidates {
+			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
+		}
+		mux, err := ice.NewMultiUDPMuxFromPort(port, opts...)
 		if err != nil {
 			return fmt.Errorf("media: UDP mux on %s: %w", cfg.UDPAddr, err)
 		}

@@ -797,3 +797,72 @@ func TestScreenShareEnds(t *testing.T) {
 	})
 	waitFor(t, 3*time.Second, "screen video again", func() bool { return len(rt.snapshot()) > n+10 })
 }
+
+func TestICETCPFallback(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, func(c *Config) { c.TCPAddr = "127.0.0.1:0" })
+	sub := dialClient(t, ts, "room/sub", clientOpts{tcpOnly: true})
+	pub := dialClient(t, ts, "room/pub", clientOpts{tcpOnly: true})
+	v := pub.publish(synthSpec{source: SourceCamera})[0]
+	rt := sub.track("pub/camera", 10*time.Second)
+	waitFor(t, 3*time.Second, "video over TCP", func() bool { return len(rt.snapshot()) > 20 })
+	checkIntact(t, rt, v)
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	tcp := false
+	for _, c := range sub.cands {
+		tcp = tcp || strings.Contains(c, " tcp ")
+	}
+	if !tcp {
+		t.Errorf("no TCP candidate among %v", sub.cands)
+	}
+}
+
+func TestPortRangeAndPublicIP(t *testing.T) {
+	leakCheck(t)
+	// A port range instead of the shared port.
+	ts := newTestServer(t, func(c *Config) {
+		c.UDPAddr = ""
+		c.UDPPortMin, c.UDPPortMax = 41000, 41100
+		c.LoopbackCandidates = true
+	})
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	pub.publish(synthSpec{source: SourceMic})
+	rt := sub.track("pub/mic", 5*time.Second)
+	waitFor(t, 2*time.Second, "audio", func() bool { return len(rt.snapshot()) > 5 })
+	sub.mu.Lock()
+	for _, c := range sub.cands {
+		var port int
+		f := strings.Fields(c)
+		if len(f) > 5 {
+			fmt.Sscanf(f[5], "%d", &port)
+		}
+		if port < 41000 || port > 41100 {
+			t.Errorf("candidate outside the range: %s", c)
+		}
+	}
+	sub.mu.Unlock()
+
+	// A public address replaces the private one in what clients are told.
+	ts2 := newTestServer(t, func(c *Config) { c.PublicIPs = []string{"203.0.113.7"} })
+	c := dialClient(t, ts2, "room/x", clientOpts{})
+	c.publish(synthSpec{source: SourceMic})
+	waitFor(t, 2*time.Second, "public candidate", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, cand := range c.cands {
+			if strings.Contains(cand, "203.0.113.7") {
+				return true
+			}
+		}
+		return false
+	})
+	c.mu.Lock()
+	for _, cand := range c.cands {
+		if strings.Contains(cand, "127.0.0.1") {
+			t.Errorf("private address still offered: %s", cand)
+		}
+	}
+	c.mu.Unlock()
+}
