@@ -138,12 +138,18 @@ func TestReceiptStoredWithMessage(t *testing.T) {
 	b.send(`<message type='chat' to='%s'><displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>`, a.jid)
 	a.expect("marker", func(e *Element) bool { return e.Child(nsMarkers, "displayed") != nil })
 	for _, owner := range []string{"alice@example.test", "bob@example.test"} {
-		msgs, _, err := h.store.(storage.Archive).QueryMessages(t.Context(), owner, storage.ArchiveQuery{})
-		if err != nil || len(msgs) != 1 {
-			t.Fatalf("%s archive: %v %v", owner, msgs, err)
+		// Recorded off the delivery path: give it a moment.
+		var state uint8
+		for i := 0; i < 100 && state != chat.StateDisplayed; i++ {
+			msgs, _, err := h.store.(storage.Archive).QueryMessages(t.Context(), owner, storage.ArchiveQuery{})
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("%s archive: %v %v", owner, msgs, err)
+			}
+			state = msgs[0].State
+			time.Sleep(10 * time.Millisecond)
 		}
-		if msgs[0].State != chat.StateDisplayed {
-			t.Fatalf("%s: state %d, want displayed", owner, msgs[0].State)
+		if state != chat.StateDisplayed {
+			t.Fatalf("%s: state %d, want displayed", owner, state)
 		}
 	}
 }

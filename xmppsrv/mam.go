@@ -97,11 +97,20 @@ func (srv *Server) recordStates(from, to jid.JID, el *Element) {
 		if m.id == "" {
 			continue
 		}
-		// The marked message was sent by 'to' to 'from'.
-		for _, pair := range [][2]jid.JID{{to, from}, {from, to}} {
-			if err := srv.cfg.Chat.MarkState(srv.ctx, pair[0], pair[1], m.id, m.state); err != nil {
-				srv.log.Error("recording a receipt", "owner", pair[0].String(), "err", err)
+		// Bookkeeping, not delivery: done off the session's path, and
+		// dropped (with a log line) rather than waited for under overload.
+		update := func() {
+			// The marked message was sent by 'to' to 'from'.
+			for _, pair := range [][2]jid.JID{{to, from}, {from, to}} {
+				if err := srv.cfg.Chat.MarkState(srv.ctx, pair[0], pair[1], m.id, m.state); err != nil {
+					srv.log.Error("recording a receipt", "owner", pair[0].String(), "err", err)
+				}
 			}
+		}
+		select {
+		case srv.states <- update:
+		default:
+			srv.log.Warn("too many receipts waiting; one is not recorded", "from", from.String())
 		}
 	}
 }

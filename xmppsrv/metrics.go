@@ -23,6 +23,9 @@ type Metrics struct {
 	SlowClients  atomic.Int64 // clients disconnected for not reading
 	StreamErrors atomic.Int64 // streams closed with a stream error
 	Offline      atomic.Int64 // messages stored for offline users
+	Archived       atomic.Int64 // messages archived
+	ArchiveBatches atomic.Int64 // archive transactions
+	ArchiveNanos   atomic.Int64 // time spent in archive transactions
 }
 
 // WriteOpenMetrics writes the figures in the OpenMetrics text format.
@@ -43,6 +46,9 @@ func (m *Metrics) WriteOpenMetrics(w io.Writer) error {
 		{"parley_xmpp_slow_clients", "counter", "Clients disconnected for not reading.", m.SlowClients.Load()},
 		{"parley_xmpp_stream_errors", "counter", "Streams closed with a stream error.", m.StreamErrors.Load()},
 		{"parley_xmpp_offline_stored", "counter", "Messages stored for offline users.", m.Offline.Load()},
+		{"parley_archive_messages", "counter", "Message copies archived.", m.Archived.Load()},
+		{"parley_archive_batches", "counter", "Archive transactions (each one fsync).", m.ArchiveBatches.Load()},
+		{"parley_archive_seconds", "counter", "Time spent in archive transactions, in seconds.", m.ArchiveNanos.Load() / 1e9},
 	}
 	for _, r := range rows {
 		name := r.name

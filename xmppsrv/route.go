@@ -96,6 +96,7 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 	}
 	delivered := el
 	sent := el
+	var msgs []storage.ArchivedMessage
 	if archivable(el, typ) && srv.cfg.Chat.Archiving() {
 		// Stored in both archives before anyone sees it.
 		id := srv.cfg.Chat.NewID()
@@ -105,20 +106,22 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 		out, in := m, m
 		out.Owner, out.With, out.Outgoing = s.bare.String(), to.Bare().String(), true
 		in.Owner, in.With = to.Bare().String(), s.bare.String()
-		msgs := []storage.ArchivedMessage{out}
+		msgs = []storage.ArchivedMessage{out}
 		if in.Owner != out.Owner {
 			msgs = append(msgs, in)
-		}
-		if err := srv.cfg.Chat.Archive(srv.ctx, msgs...); err != nil {
-			srv.log.Error("archiving a message", "from", s.bare.String(), "to", to.String(), "err", err)
-			bounce("internal-server-error", "the message could not be stored; send it again")
-			return
 		}
 		delivered = withStanzaID(el, id, to.Bare())
 		sent = withStanzaID(el, id, s.bare)
 	}
-	got := srv.deliverMessage(delivered, to, typ, bounce)
-	srv.carbonCopies(s, sent, delivered, to, typ, got)
+	srv.afterArchive(s, msgs, func(err error) {
+		if err != nil {
+			srv.log.Error("archiving a message", "from", s.bare.String(), "to", to.String(), "err", err)
+			bounce("internal-server-error", "the message could not be stored; send it again")
+			return
+		}
+		got := srv.deliverMessage(delivered, to, typ, bounce)
+		srv.carbonCopies(s, sent, delivered, to, typ, got)
+	})
 }
 
 // carbonCopies sends XEP-0280 copies: the message the user sent to the
@@ -310,6 +313,7 @@ func (srv *Server) aliasFanout(s *Session, el *Element, alias jid.JID, target ch
 		}
 	}
 	id := ""
+	var msgs []storage.ArchivedMessage
 	if len(targets) > 0 && archivable(el, typ) && srv.cfg.Chat.Archiving() {
 		// The sender's history and each reached member's show the
 		// conversation under the alias.
@@ -317,37 +321,39 @@ func (srv *Server) aliasFanout(s *Session, el *Element, alias jid.JID, target ch
 		now := time.Now()
 		m := storage.ArchivedMessage{ID: id, Stamp: now, With: alias.Bare().String(), ClientID: clientID(el),
 			Body: el.ChildText(nsClient, "body"), Data: el.Bytes(nsClient)}
-		msgs := []storage.ArchivedMessage{m}
+		msgs = []storage.ArchivedMessage{m}
 		msgs[0].Owner, msgs[0].Outgoing = s.bare.String(), true
 		for _, t := range targets {
 			c := m
 			c.Owner = t.member.String()
 			msgs = append(msgs, c)
 		}
-		if err := srv.cfg.Chat.Archive(srv.ctx, msgs...); err != nil {
+	}
+	srv.afterArchive(s, msgs, func(err error) {
+		if err != nil {
 			srv.log.Error("archiving an alias message", "from", s.bare.String(), "alias", alias.String(), "err", err)
 			s.send(errorReply(el, "internal-server-error", "the message could not be stored; send it again"))
 			return
 		}
-	}
-	reached := 0
-	for _, t := range targets {
-		c := el.ShallowCopy()
-		c.Set("to", t.member.String())
-		c.Children = append(append([]Node(nil), kids...), Node{El: addresses})
-		if id != "" {
-			c.Add(stanzaID(id, t.member))
+		reached := 0
+		for _, t := range targets {
+			c := el.ShallowCopy()
+			c.Set("to", t.member.String())
+			c.Children = append(append([]Node(nil), kids...), Node{El: addresses})
+			if id != "" {
+				c.Add(stanzaID(id, t.member))
+			}
+			b := c.Bytes(nsClient)
+			ok := false
+			for _, r := range t.best {
+				ok = r.send(b) || ok
+			}
+			if ok {
+				reached++
+			}
 		}
-		b := c.Bytes(nsClient)
-		ok := false
-		for _, r := range t.best {
-			ok = r.send(b) || ok
+		if reached == 0 {
+			s.send(errorReply(el, "recipient-unavailable", "no member of "+alias.Bare().String()+" is online"))
 		}
-		if ok {
-			reached++
-		}
-	}
-	if reached == 0 {
-		s.send(errorReply(el, "recipient-unavailable", "no member of "+alias.Bare().String()+" is online"))
-	}
+	})
 }

@@ -143,6 +143,10 @@ type Server struct {
 	throttle *throttle
 	domains  map[string]bool
 	fakeKey  []byte // salts made-up SCRAM parameters for unknown users
+	archiver *archiver
+	states     chan func() // receipt and marker bookkeeping, off the hot path
+	statesDone chan struct{}
+	drainOnce  sync.Once
 	// userLocks order, per account, "no resource is available, so store
 	// offline" against "a resource became available, so read offline": a
 	// message is either delivered live or read back, never stranded.
@@ -188,6 +192,15 @@ func New(cfg Config) (*Server, error) {
 	s.fakeKey = make([]byte, 32)
 	rand.Read(s.fakeKey)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.archiver = newArchiver(s)
+	s.states = make(chan func(), 10000)
+	s.statesDone = make(chan struct{})
+	go func() {
+		defer close(s.statesDone)
+		for f := range s.states {
+			f()
+		}
+	}()
 	return s, nil
 }
 
@@ -323,6 +336,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.readers.Wait()
+		s.drainOnce.Do(func() {
+			s.archiver.stop()
+			close(s.states)
+			<-s.statesDone
+		})
 		// Sessions waiting for resumption will not get it: keep what
 		// their clients did not acknowledge.
 		s.smMu.Lock()

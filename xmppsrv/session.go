@@ -91,6 +91,10 @@ type Session struct {
 	heldMu   sync.Mutex
 	held     map[string][]byte // presence held back while inactive, by sender
 	resumed  atomic.Bool       // another connection took this session over
+	// archiving counts the session's messages in the archiver; archived
+	// is signalled when it drops to zero.
+	archiving atomic.Int32
+	archived  chan struct{}
 	// detachedLeft: the reading loop ended with the session detached,
 	// waiting for resumption; cleanup is finalizeDetached's job then.
 	detachedLeft bool
@@ -114,6 +118,7 @@ func newSession(srv *Server, c net.Conn, direct bool) *Session {
 		secure: direct,
 		id:     randomID(12),
 		lang:   "en",
+		archived: make(chan struct{}, 1),
 	}
 	s.reader = newStanzaReader(s, c, srv.cfg.MaxStanzaSize)
 	s.bw = bufio.NewWriterSize(c, 2048)

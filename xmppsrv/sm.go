@@ -85,6 +85,8 @@ func (s *Session) handleNonza(el *Element) error {
 	case el.Space == nsSM && el.Local == "enable":
 		return s.smEnable(el)
 	case el.Space == nsSM && el.Local == "r":
+		// Acknowledge only what is stored: wait for the archiver.
+		s.awaitArchived()
 		s.sm.mu.Lock()
 		on, h := s.sm.on, s.sm.in
 		s.sm.mu.Unlock()

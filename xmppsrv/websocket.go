@@ -246,9 +246,13 @@ func (w *wsConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Close starts the WebSocket closing handshake and returns without waiting
+// for the peer's answer (up to seconds), so that a session ends, and its
+// contacts see it leave, at once.
 func (w *wsConn) Close() error {
 	w.stop()
-	return w.c.Close(websocket.StatusNormalClosure, "")
+	go w.c.Close(websocket.StatusNormalClosure, "")
+	return nil
 }
 
 func (w *wsConn) LocalAddr() net.Addr  { return w.local }
