@@ -12,17 +12,17 @@ var errTooManyFiles = syscall.EMFILE
 // Metrics are the live figures of the XMPP edge. All fields are updated
 // atomically; WriteOpenMetrics renders them.
 type Metrics struct {
-	Connections  atomic.Int64 // open TCP connections (gauge)
-	Bound        atomic.Int64 // bound sessions (gauge)
-	Logins       atomic.Int64 // successful authentications
-	AuthFailures atomic.Int64 // failed authentications
-	Throttled    atomic.Int64 // logins refused by the failed-login throttle
-	StanzasIn    atomic.Int64 // stanzas received from clients
-	StanzasOut   atomic.Int64 // stanzas queued to clients
-	QueueDrops   atomic.Int64 // stanzas not queued because a client was too slow
-	SlowClients  atomic.Int64 // clients disconnected for not reading
-	StreamErrors atomic.Int64 // streams closed with a stream error
-	Offline      atomic.Int64 // messages stored for offline users
+	Connections    atomic.Int64 // open TCP connections (gauge)
+	Bound          atomic.Int64 // bound sessions (gauge)
+	Logins         atomic.Int64 // successful authentications
+	AuthFailures   atomic.Int64 // failed authentications
+	Throttled      atomic.Int64 // logins refused by the failed-login throttle
+	StanzasIn      atomic.Int64 // stanzas received from clients
+	StanzasOut     atomic.Int64 // stanzas queued to clients
+	QueueDrops     atomic.Int64 // stanzas not queued because a client was too slow
+	SlowClients    atomic.Int64 // clients disconnected for not reading
+	StreamErrors   atomic.Int64 // streams closed with a stream error
+	Offline        atomic.Int64 // messages stored for offline users
 	Archived       atomic.Int64 // messages archived
 	ArchiveBatches atomic.Int64 // archive transactions
 	ArchiveNanos   atomic.Int64 // time spent in archive transactions

@@ -136,14 +136,14 @@ func (c *Config) setDefaults() {
 
 // Server runs XMPP client streams. Its methods are safe for concurrent use.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	m        *Metrics
-	router   Router
-	throttle *throttle
-	domains  map[string]bool
-	fakeKey  []byte // salts made-up SCRAM parameters for unknown users
-	archiver *archiver
+	cfg        Config
+	log        *slog.Logger
+	m          *Metrics
+	router     Router
+	throttle   *throttle
+	domains    map[string]bool
+	fakeKey    []byte // salts made-up SCRAM parameters for unknown users
+	archiver   *archiver
 	states     chan func() // receipt and marker bookkeeping, off the hot path
 	statesDone chan struct{}
 	drainOnce  sync.Once

@@ -111,13 +111,13 @@ type Session struct {
 func newSession(srv *Server, c net.Conn, direct bool) *Session {
 	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	s := &Session{
-		srv:    srv,
-		conn:   c,
-		remote: host,
-		direct: direct,
-		secure: direct,
-		id:     randomID(12),
-		lang:   "en",
+		srv:      srv,
+		conn:     c,
+		remote:   host,
+		direct:   direct,
+		secure:   direct,
+		id:       randomID(12),
+		lang:     "en",
 		archived: make(chan struct{}, 1),
 	}
 	s.reader = newStanzaReader(s, c, srv.cfg.MaxStanzaSize)
