@@ -17,9 +17,11 @@ import (
 	"github.com/parleyhq/parley/chat"
 	"github.com/parleyhq/parley/files"
 	"github.com/parleyhq/parley/jid"
+	"github.com/parleyhq/parley/meeting"
 	"github.com/parleyhq/parley/roster"
 	"github.com/parleyhq/parley/storage"
 	"github.com/parleyhq/parley/storage/boltstore"
+	"github.com/parleyhq/parley/web"
 	"github.com/parleyhq/parley/xmppsrv"
 )
 
@@ -95,6 +97,13 @@ type Config struct {
 	// loopback addresses. For tests only.
 	AllowPrivateLinks bool
 
+	// Appointments lets the nightly meeting sweep ask the host's calendar
+	// whether the appointment a meeting was made for still exists; nil
+	// keeps such meetings. MeetingSweepAt is the time of day of the sweep
+	// (default 03:00 local time).
+	Appointments   meeting.AppointmentChecker
+	MeetingSweepAt time.Duration
+
 	// Store keeps rosters, offline messages and user data. Nil means a
 	// bbolt file, parley.db, under DataDir.
 	Store storage.Store
@@ -151,6 +160,8 @@ type Server struct {
 	chat    *chat.Service
 	xmpp    *xmppsrv.Server
 	files   *files.Service
+	meet    *meeting.Service
+	stopBG  context.CancelFunc
 	metrics *xmppsrv.Metrics
 	mux     *http.ServeMux
 	log     *slog.Logger
@@ -267,7 +278,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("parley: %w", err)
 	}
 	s.xmpp = x
+	if err := s.newMeetings(base, filesDir); err != nil {
+		x.Shutdown(context.Background())
+		fs.Close()
+		s.closeStore()
+		return nil, err
+	}
 	s.mux = http.NewServeMux()
+	s.mux.Handle("/meetings/", s.meet.Handler())
+	s.mux.Handle("/panel/", http.StripPrefix("/panel", web.PanelHandler()))
 	s.mux.Handle("/ws", x.WebSocketHandler())
 	s.mux.HandleFunc("/api/search", s.serveSearch)
 	s.mux.HandleFunc("/api/files", s.serveFiles)
@@ -291,6 +310,11 @@ func (s *Server) ServeXMPPTLS(ln net.Listener) error { return s.xmpp.ServeTLS(ln
 // ErrServerClosed is returned by ServeXMPP and ServeXMPPTLS after Shutdown.
 var ErrServerClosed = xmppsrv.ErrServerClosed
 
+// Meetings returns the online meeting service: create meetings for the
+// host's calendar (CreateForAppointment), list a user's meetings, and
+// everything the meeting pages do.
+func (s *Server) Meetings() *meeting.Service { return s.meet }
+
 // Files returns the service that keeps files shared in chat: what a user
 // exchanged with a contact, link previews.
 func (s *Server) Files() *files.Service { return s.files }
@@ -307,7 +331,9 @@ func (s *Server) Chat() *chat.Service { return s.chat }
 //
 //	mux.Handle("/parley/", http.StripPrefix("/parley", srv.Handler()))
 //
-// It serves XMPP over WebSocket (RFC 7395) at /ws; shared files (uploads,
+// It serves the webmail chat panel (<parley-chat>, see web/panel) under
+// /panel/, online meetings (pages, JSON API, live events) under
+// /meetings/, XMPP over WebSocket (RFC 7395) at /ws; shared files (uploads,
 // downloads, previews, thumbnails) under /files/; and, for the host's own
 // pages (authenticated by the webmail session, see RequestAuthenticator),
 // a directory search at /api/search?q=, the files exchanged with a contact
@@ -367,6 +393,8 @@ func (s *Server) MetricsHandler() http.Handler {
 // the store Parley opened. It returns when all is closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.xmpp.Shutdown(ctx)
+	s.stopBG()
+	s.meet.Close()
 	s.files.Close()
 	if cerr := s.closeStore(); err == nil {
 		err = cerr

@@ -68,7 +68,6 @@ import (
 
 	"github.com/parleyhq/parley"
 	"github.com/parleyhq/parley/account/memdir"
-	"github.com/parleyhq/parley/web"
 )
 
 func main() {
@@ -188,7 +187,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	mux := http.NewServeMux()
 	wm := &webmail{dir: dir, sessions: sessions, domains: domains, log: log}
-	wm.mount(mux, srv, web.PanelHandler())
+	wm.mount(mux, srv)
 	mux.Handle("/metrics", srv.MetricsHandler())
 	httpSrv := &http.Server{
 		Handler:           mux,

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -110,14 +108,11 @@ type webmail struct {
 	log      *slog.Logger
 }
 
-// mount puts the webmail, Parley and the panel on mux.
-func (wm *webmail) mount(mux *http.ServeMux, srv *parley.Server, panel http.Handler) {
+// mount puts the webmail and Parley (which serves the panel, under
+// /parley/panel/) on mux.
+func (wm *webmail) mount(mux *http.ServeMux, srv *parley.Server) {
 	mux.Handle("/parley/", http.StripPrefix("/parley", srv.Handler()))
-	mux.Handle("/parley/panel/", http.StripPrefix("/parley/panel", panel))
 	mux.Handle("/.well-known/", srv.WellKnownHandler())
-	// A stand-in until Parley's handler serves directory search itself:
-	// the add-contact dialog asks it who exists and who can chat.
-	mux.HandleFunc("GET /parley/api/search", wm.search)
 	mux.HandleFunc("GET /{$}", wm.home)
 	mux.HandleFunc("POST /login", wm.login)
 	mux.HandleFunc("POST /logout", wm.logout)
@@ -194,46 +189,6 @@ func (wm *webmail) logout(w http.ResponseWriter, r *http.Request) {
 	wm.sessions.end(r)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// searchEntry is one answer of the directory search the panel's
-// add-contact dialog uses.
-type searchEntry struct {
-	Address     string `json:"address"`
-	Name        string `json:"name"`
-	Kind        string `json:"kind"` // "user" or "alias"
-	ChatEnabled bool   `json:"chat_enabled"`
-}
-
-func (wm *webmail) search(w http.ResponseWriter, r *http.Request) {
-	addr, ok := wm.sessions.lookup(r)
-	if !ok {
-		http.Error(w, "log in to webmail first", http.StatusUnauthorized)
-		return
-	}
-	q := strings.TrimSpace(r.URL.Query().Get("q"))
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	if limit <= 0 || limit > 50 {
-		limit = 20
-	}
-	out := []searchEntry{}
-	if q != "" {
-		_, domain, _ := strings.Cut(addr, "@")
-		found, err := wm.dir.Search(r.Context(), domain, q, limit)
-		if err != nil {
-			http.Error(w, "the directory is unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		for _, e := range found {
-			if strings.EqualFold(e.Address, addr) {
-				continue
-			}
-			out = append(out, searchEntry{Address: e.Address, Name: e.Name, Kind: e.Kind.String(), ChatEnabled: e.Kind == parley.Alias || e.ChatEnabled})
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]any{"results": out})
 }
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>

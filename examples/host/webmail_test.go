@@ -13,7 +13,6 @@ import (
 
 	"github.com/parleyhq/parley"
 	"github.com/parleyhq/parley/account/memdir"
-	"github.com/parleyhq/parley/web"
 )
 
 func webmailMux(t *testing.T) (*http.ServeMux, hostAuth) {
@@ -37,7 +36,7 @@ func webmailMux(t *testing.T) (*http.ServeMux, hostAuth) {
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	mux := http.NewServeMux()
 	wm := &webmail{dir: dir, sessions: sessions, domains: []string{"example.test"}, log: slog.New(slog.DiscardHandler)}
-	wm.mount(mux, srv, web.PanelHandler())
+	wm.mount(mux, srv)
 	return mux, auth
 }
 
@@ -114,7 +113,12 @@ func TestWebmailSessionLogsThePanelIn(t *testing.T) {
 	}
 	s.AddCookie(c)
 	res = do(mux, s)
-	var got struct{ Results []searchEntry }
+	var got struct {
+		Results []struct {
+			Address     string
+			ChatEnabled bool `json:"chat_enabled"`
+		}
+	}
 	if err := json.NewDecoder(res.Body).Decode(&got); err != nil {
 		t.Fatal(err)
 	}
