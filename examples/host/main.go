@@ -81,6 +81,7 @@ type options struct {
 	logLevel                       slog.Level
 	resumeTimeout                  time.Duration
 	publicURL                      string
+	allowPrivateLinks              bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.domainRoster, "domain-roster", true, "every chat-enabled user of the domain sees every other one")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.allowUnencrypted, "allow-unencrypted", false, "let XMPP clients log in without TLS (for tests on loopback only)")
+	fs.BoolVar(&o.allowPrivateLinks, "allow-private-links", false, "let link previews fetch pages on loopback and private addresses (for tests only)")
 	fs.StringVar(&o.publicURL, "public-url", "", "`URL` at which clients reach /parley/ (default: https://<the HTTPS listener>/parley)")
 	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 0, "how long a dropped XMPP session waits to be resumed (XEP-0198); 0 means Parley's default, 5m")
 	if err := fs.Parse(args); err != nil {
@@ -175,6 +177,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AllowUnencrypted:    o.allowUnencrypted,
 		DataDir:             o.data,
 		PublicURL:           publicURL,
+		AllowPrivateLinks:   o.allowPrivateLinks,
 		DisableDomainRoster: !o.domainRoster,
 		ResumeTimeout:       o.resumeTimeout,
 		Logger:              log,
