@@ -139,12 +139,24 @@ func (srv *Server) serverIQ(s *Session, el *Element, to jid.JID) {
 // server answers on that user's behalf (RFC 6121 8.5.2.1.3? no: 8.5.1).
 func (srv *Server) accountIQ(s *Session, el *Element, to jid.JID) {
 	e, err := srv.cfg.Directory.Lookup(s.ctx(), to.Address())
+	p := el.FirstChild()
+	get := el.Get("type") == "get"
+	if err == nil && e.Kind == account.Alias && p.Space == nsDiscoI && p.Local == "query" && get && p.Get("node") == "" {
+		// An alias is a distribution list: clients (the webmail panel)
+		// show it without presence.
+		q := NewElement(nsDiscoI, "query").Add(
+			NewElement(nsDiscoI, "identity", "category", "directory", "type", "group", "name", e.Name),
+			NewElement(nsDiscoI, "feature", "var", nsDiscoI),
+			NewElement(nsDiscoI, "feature", "var", nsAddress))
+		r := iqResult(el, q)
+		r.Set("from", to.String())
+		s.send(r.Bytes(nsClient))
+		return
+	}
 	if err != nil || e.Kind != account.User {
 		s.send(errorReply(el, "service-unavailable", "there is no user "+to.String()))
 		return
 	}
-	p := el.FirstChild()
-	get := el.Get("type") == "get"
 	switch {
 	case p.Space == nsVCard && p.Local == "vCard" && get:
 		srv.vcardGet(s, el, to)

@@ -395,3 +395,14 @@ func TestDirectTLS(t *testing.T) {
 		t.Fatalf("bound %q", j)
 	}
 }
+
+func TestAliasDiscoIdentity(t *testing.T) {
+	h := newHarness(t)
+	a := h.online("alice", "desk")
+	a.send(`<iq type='get' id='al' to='sales@example.test'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	el := a.expect("alias disco", isIQResult("al"))
+	id := el.Child(nsDiscoI, "query").Child(nsDiscoI, "identity")
+	if id == nil || id.Get("category") != "directory" || id.Get("type") != "group" || id.Get("name") != "Sales" {
+		t.Fatalf("alias identity: %s", el.Bytes(nsClient))
+	}
+}
