@@ -238,7 +238,7 @@ func runArchiveBenchmarks(b *testing.B, open func(b *testing.B) storage.Store) {
 		for i := 0; b.Loop(); i++ {
 			// Fresh IDs each round, newer than the last, as in life.
 			m := msgs[i%len(msgs)]
-			m.ID = benchID(start, i)
+			m.ID = benchID(start.Add(time.Duration(i)*time.Microsecond), i)
 			if err := s.AppendMessages(ctx, []storage.ArchivedMessage{m}); err != nil {
 				b.Fatal(err)
 			}
@@ -254,7 +254,7 @@ func runArchiveBenchmarks(b *testing.B, open func(b *testing.B) storage.Store) {
 			owner := fmt.Sprintf("user%d@example.com", next.Add(1))
 			for i := 0; pb.Next(); i++ {
 				m := msgs[i%len(msgs)]
-				m.Owner, m.ID = owner, benchID(start, i)
+				m.Owner, m.ID = owner, benchID(start.Add(time.Duration(i)*time.Microsecond), i)
 				if err := s.AppendMessages(ctx, []storage.ArchivedMessage{m}); err != nil {
 					b.Error(err)
 					return
