@@ -101,8 +101,14 @@ func (srv *Server) serverIQ(s *Session, el *Element, to jid.JID) {
 		q := NewElement(nsDiscoIt, "query")
 		if n := p.Get("node"); n != "" {
 			q.Set("node", n)
-		} else if !toAccount && srv.cfg.Files != nil {
-			q.Add(NewElement(nsDiscoIt, "item", "jid", uploadJID(s.domain).String(), "name", "HTTP File Upload"))
+		} else if !toAccount {
+			if srv.cfg.Files != nil {
+				q.Add(NewElement(nsDiscoIt, "item", "jid", uploadJID(s.domain).String(), "name", "HTTP File Upload"))
+			}
+			for sub, c := range srv.components {
+				_, _, name := c.Identity()
+				q.Add(NewElement(nsDiscoIt, "item", "jid", sub+"."+s.domain, "name", name))
+			}
 		}
 		s.send(iqResult(el, q).Bytes(nsClient))
 	case p.Space == nsVersion && p.Local == "query" && get && !toAccount:
@@ -130,6 +136,7 @@ func (srv *Server) serverIQ(s *Session, el *Element, to jid.JID) {
 		srv.mamIQ(s, el, p)
 	case p.Space == nsRegister:
 		s.send(errorReply(el, "service-unavailable", "accounts are managed by the mail server"))
+	case srv.handlers[p.Space] != nil && srv.handlers[p.Space].HandleIQ(s, el, p, s.bare):
 	default:
 		s.send(errorReply(el, "service-unavailable", "<"+p.Local+" xmlns='"+p.Space+"'/> is not supported"))
 	}
@@ -164,6 +171,7 @@ func (srv *Server) accountIQ(s *Session, el *Element, to jid.JID) {
 		srv.accountDisco(s, el, p)
 	case p.Space == nsPing && p.Local == "ping":
 		s.send(iqResult(el, nil).Bytes(nsClient))
+	case srv.handlers[p.Space] != nil && srv.handlers[p.Space].HandleIQ(s, el, p, to.Bare()):
 	default:
 		s.send(errorReply(el, "service-unavailable", "<"+p.Local+" xmlns='"+p.Space+"'/> is not supported on accounts"))
 	}
@@ -176,7 +184,7 @@ func (srv *Server) serverDisco(s *Session, el, p *Element) {
 	}
 	q := NewElement(nsDiscoI, "query")
 	q.Add(NewElement(nsDiscoI, "identity", "category", "server", "type", "im", "name", "Parley"))
-	for _, f := range serverFeatures {
+	for _, f := range append(append([]string(nil), serverFeatures...), srv.extendedFeatures()...) {
 		q.Add(NewElement(nsDiscoI, "feature", "var", f))
 	}
 	s.send(iqResult(el, q).Bytes(nsClient))
@@ -189,7 +197,7 @@ func (srv *Server) accountDisco(s *Session, el, p *Element) {
 	}
 	q := NewElement(nsDiscoI, "query")
 	q.Add(NewElement(nsDiscoI, "identity", "category", "account", "type", "registered"))
-	for _, f := range []string{nsDiscoI, nsVCard, nsMAM, nsMAMExt, nsSID, nsFulltext} {
+	for _, f := range append([]string{nsDiscoI, nsVCard, nsMAM, nsMAMExt, nsSID, nsFulltext}, srv.accountFeatures()...) {
 		q.Add(NewElement(nsDiscoI, "feature", "var", f))
 	}
 	s.send(iqResult(el, q).Bytes(nsClient))

@@ -112,6 +112,9 @@ func (srv *Server) broadcast(s *Session, el *Element, typ string) {
 		srv.deliverOffline(s)
 	}
 	mu.Unlock()
+	if !now {
+		srv.componentGone(s)
+	}
 	if !was && !now {
 		srv.fanOut(s, b, directed, false)
 		return
@@ -124,6 +127,7 @@ func (srv *Server) broadcast(s *Session, el *Element, typ string) {
 
 // goOffline tells contacts a session ended without unavailable presence.
 func (srv *Server) goOffline(s *Session) {
+	srv.componentGone(s)
 	s.pmu.Lock()
 	was := s.available
 	s.available = false

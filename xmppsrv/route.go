@@ -32,6 +32,10 @@ func (srv *Server) route(s *Session, el *Element) error {
 		}
 		el.Set("to", to.String())
 	}
+	if c := srv.component(to); c != nil {
+		c.Handle(s, el, to)
+		return nil
+	}
 	switch el.Local {
 	case "iq":
 		srv.handleIQ(s, el, to)

@@ -144,7 +144,9 @@ type Server struct {
 	domains    map[string]bool
 	fakeKey    []byte // salts made-up SCRAM parameters for unknown users
 	archiver   *archiver
-	states     chan func() // receipt and marker bookkeeping, off the hot path
+	components map[string]Component      // see Extend
+	handlers   map[string]AccountHandler // see Extend
+	states     chan func()               // receipt and marker bookkeeping, off the hot path
 	statesDone chan struct{}
 	drainOnce  sync.Once
 	// userLocks order, per account, "no resource is available, so store
