@@ -10,7 +10,8 @@
 // properties, JavaScript API and events.
 
 import { Client, NS, x, child, children, childText, bare, randomID, StanzaError } from './xmpp.js';
-import { linkify } from './linkify.js';
+import { linkify, findLinks } from './linkify.js';
+import { FileLinks, Uploader, UploadError, NS_OOB, fileInfo, knowFile, linkCard, formatSize, formatMB } from './files.js';
 
 const here = new URL('.', import.meta.url);
 
@@ -31,11 +32,12 @@ const STATUS_LABEL = { available: 'Available', chat: 'Available', away: 'Away', 
 const SHOW_RANK = { chat: 0, available: 1, away: 2, xa: 3, dnd: 4 };
 const OWN_STATUSES = [['available', 'Available'], ['away', 'Away'], ['dnd', 'Do Not Disturb'], ['offline', 'Offline']];
 
-// Actions (...) of a conversation. Files and calls come from later work,
-// which registers them with ParleyChat.defineAction; until then they show
-// disabled, with a title that says so.
+// Actions (...) of a conversation. Sending a file is built in (the upload
+// service, XEP-0363); calls come from later work, which registers them with
+// ParleyChat.defineAction; until then they show disabled, with a title
+// that says so.
 const actions = new Map([
-  ['file', { label: 'Send a file', later: 'Sending files comes in a later release', run: null }],
+  ['file', { label: 'Send a file', run: (ctx) => ctx.element._fileAction(ctx) }],
   ['audio', { label: 'Audio call', later: 'Audio calls come in a later release', run: null }],
   ['video', { label: 'Video call', later: 'Video calls come in a later release', run: null }],
 ]);
@@ -50,7 +52,33 @@ const icon = {
   search: '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="11" cy="11" r="6"/><path d="M20 20l-4.5-4.5"/></svg>',
   back: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M15 5l-7 7 7 7"/></svg>',
   send: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 12l16-8-6 16-2.5-6.5z"/></svg>',
+  clip: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9"/></svg>',
 };
+
+// Icons built with the DOM (no markup strings at render time).
+const SVG = 'http://www.w3.org/2000/svg';
+function svgIcon(paths) {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  for (const d of paths) {
+    const p = document.createElementNS(SVG, 'path');
+    p.setAttribute('d', d);
+    svg.append(p);
+  }
+  return svg;
+}
+// Card pictures come from the linked sites. When the page's
+// Content-Security-Policy refuses them (img-src 'self'), the first refusal
+// stops the others from being tried.
+const cardImages = new Set();
+let cardImagesRefused = false;
+document.addEventListener('securitypolicyviolation', (e) => {
+  if (cardImages.has(e.blockedURI)) cardImagesRefused = true;
+});
+
+const ICON_FILE = ['M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z', 'M14 3v5h5'];
+const ICON_DOWNLOAD = ['M12 4v11', 'M7 10l5 5 5-5', 'M5 20h14'];
 
 const template = `
 <button class="launcher" type="button" aria-haspopup="dialog" aria-expanded="false" aria-label="Chat">
@@ -110,6 +138,7 @@ const template = `
           <button class="icon back" type="button" aria-label="Back to contacts">${icon.back}</button>
           <span class="avatar peer-avatar"></span>
           <div class="who"><strong class="peer-name"></strong><span class="peer-status"></span></div>
+          <button class="icon files-toggle" type="button" aria-label="Files shared in this conversation" aria-expanded="false" aria-controls="parley-files" title="Files">${icon.clip}</button>
           <button class="icon search-toggle" type="button" aria-label="Search this conversation" title="Search history">${icon.search}</button>
           <div class="menu-wrap">
             <button class="icon actions" type="button" aria-haspopup="menu" aria-expanded="false" aria-label="Actions" title="Actions">${icon.more}</button>
@@ -122,8 +151,15 @@ const template = `
           <button type="button" class="search-close">Close</button>
         </form>
         <div class="results" role="region" aria-label="Search results" hidden></div>
+        <section class="files-panel" id="parley-files" aria-labelledby="parley-files-title" hidden>
+          <div class="files-head"><h3 id="parley-files-title">Files</h3><button type="button" class="small files-close">Close</button></div>
+          <div class="files-body"></div>
+        </section>
         <div class="log" role="log" aria-label="Messages" tabindex="0"></div>
+        <div class="drop-hint" aria-hidden="true" hidden><p>Drop files here to send them</p></div>
         <div class="typing" aria-live="polite"></div>
+        <ul class="uploads" aria-label="Files being sent" hidden></ul>
+        <input type="file" class="file-input" multiple hidden tabindex="-1" aria-hidden="true">
         <form class="compose">
           <textarea rows="1" maxlength="10000" placeholder="Type a message" aria-label="Message"></textarea>
           <button type="submit" class="send" aria-label="Send">${icon.send}</button>
@@ -223,6 +259,9 @@ export class ParleyChat extends HTMLElement {
     this.filterText = '';
     this._renderQueued = false;
     this._onVisibility = () => this._visibilityChanged();
+    this._extras = new WeakMap(); // message -> its attachments and link card, built once
+    this._lazy = new WeakMap(); // element -> what to fetch once it scrolls into view
+    this._atEnd = true; // the log is scrolled to its end
   }
 
   // ---- element lifecycle ----
@@ -264,6 +303,12 @@ export class ParleyChat extends HTMLElement {
     const u = new URL('api/search', this.endpoint.replace(/^ws/, 'http'));
     return u.href;
   }
+
+  // apiBase is Parley's JSON API (files, linkcard), beside the endpoint.
+  get apiBase() { return new URL('api/', this.endpoint.replace(/^ws/, 'http')).href; }
+
+  // filesBase is where Parley serves shared files, beside the endpoint.
+  get filesBase() { return new URL('files/', this.endpoint.replace(/^ws/, 'http')).href; }
 
   get full() { return this.getAttribute('mode') === 'full'; }
 
@@ -322,6 +367,8 @@ export class ParleyChat extends HTMLElement {
       login: $('.login'), thread: $('.thread'), back: $('.back'), peerAvatar: $('.peer-avatar'), peerName: $('.peer-name'), peerStatus: $('.peer-status'),
       searchToggle: $('.search-toggle'), actions: $('.actions'), actionsMenu: $('.actions-menu'), search: $('.search'), results: $('.results'),
       log: $('.log'), typing: $('.typing'), compose: $('.compose'), text: $('.compose textarea'),
+      filesToggle: $('.files-toggle'), filesPanel: $('.files-panel'), filesTitle: $('#parley-files-title'), filesBody: $('.files-body'),
+      dropHint: $('.drop-hint'), uploads: $('.uploads'), fileInput: $('.file-input'),
       addDialog: $('.add-dialog'), addForm: $('.add-form'), addWho: $('#add-who'), addResults: $('#add-results'), addGroups: $('#add-groups'),
       addError: $('.add-form .error'),
     };
@@ -363,18 +410,66 @@ export class ParleyChat extends HTMLElement {
       this.client.login(String(f.get('address')).trim(), String(f.get('password')));
     });
     this._wireAddDialog();
-    // Drag files onto the conversation: the file action, once defined.
-    s.thread.addEventListener('dragover', (e) => { if (actions.get('file')?.run && e.dataTransfer?.types.includes('Files')) e.preventDefault(); });
+    // Drag files onto the conversation: the file action (built in, or the
+    // host's own from defineAction).
+    let dragDepth = 0;
+    const dragging = (on) => { s.dropHint.hidden = !on; s.thread.classList.toggle('dragging', on); };
+    const carriesFiles = (e) => !!actions.get('file')?.run && !!e.dataTransfer?.types.includes('Files');
+    s.thread.addEventListener('dragenter', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      if (dragDepth++ === 0) {
+        s.dropHint.querySelector('p').textContent = `Drop files here to send them to ${this._name(this.active)}`;
+        dragging(true);
+      }
+    });
+    s.thread.addEventListener('dragover', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+    });
+    s.thread.addEventListener('dragleave', () => { if (dragDepth > 0 && --dragDepth === 0) dragging(false); });
     s.thread.addEventListener('drop', (e) => {
+      dragDepth = 0;
+      dragging(false);
       const a = actions.get('file');
       if (!a?.run || !e.dataTransfer?.files.length) return;
       e.preventDefault();
       a.run({ element: this, with: this.active, files: [...e.dataTransfer.files] });
     });
+    // Files pasted into the message box go the same way.
+    s.text.addEventListener('paste', (e) => {
+      const files = [...(e.clipboardData?.files || [])];
+      const a = actions.get('file');
+      if (!files.length || !a?.run) return;
+      e.preventDefault();
+      a.run({ element: this, with: this.active, files });
+    });
+    s.fileInput.addEventListener('change', () => {
+      const files = [...s.fileInput.files];
+      const jid = this._pickFor || this.active;
+      s.fileInput.value = '';
+      if (files.length && jid) this.sendFiles(jid, files);
+    });
+    s.uploads.addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-upload]');
+      if (b) this._dismissUpload(b.dataset.upload);
+    });
+    s.filesToggle.addEventListener('click', () => this._toggleFiles());
+    root.querySelector('.files-close').addEventListener('click', () => this._toggleFiles(false));
+    s.filesBody.addEventListener('click', (e) => { if (e.target.closest('button.retry')) this._loadFiles(); });
+    // Previews open in a window of their own.
+    root.addEventListener('click', (e) => {
+      const a = e.target.closest('a[data-window]');
+      if (!a || e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      window.open(a.href, '_blank', 'noopener,noreferrer,popup,width=960,height=720');
+    });
     root.addEventListener('keydown', (e) => {
       if (e.key !== 'Escape') return;
       const openMenu = [s.statusMenu, s.actionsMenu].find((m) => !m.hidden);
       if (openMenu) { this._closeMenus(); e.stopPropagation(); return; }
+      if (!s.filesPanel.hidden && !s.addDialog.open) { this._toggleFiles(false); e.stopPropagation(); return; }
       if (!this.full && this.open && !s.addDialog.open) { this.open = false; s.launcher.focus(); }
     });
     root.addEventListener('click', (e) => {
@@ -394,6 +489,9 @@ export class ParleyChat extends HTMLElement {
   _startClient() {
     const client = new Client({ url: this.endpoint, domain: this.getAttribute('domain') || '' });
     this.client = client;
+    this.uploader = new Uploader(client);
+    if (!this.fileLinks) this.fileLinks = new FileLinks(this.filesBase);
+    else this.fileLinks.add(this.filesBase);
     client.setActive(document.visibilityState === 'visible');
     client.addEventListener('state', (e) => this._clientState(e.detail));
     client.addEventListener('session', (e) => this._session(e.detail));
@@ -705,6 +803,7 @@ export class ParleyChat extends HTMLElement {
       archiveID, clientID: id, out, sender: out ? this.me.jid : sender,
       body: body.textContent, stamp: stamp || (delay ? new Date(delay) : new Date()),
       state: out ? 'sent' : '', markable: !!child(el, NS.markers, 'markable'), via,
+      oob: childText(child(el, NS_OOB, 'x'), NS_OOB, 'url').trim(),
     };
     if (!this._add(conv, m)) return null;
     if (live && !out) {
@@ -712,9 +811,10 @@ export class ParleyChat extends HTMLElement {
       if (!this._seeing(peer)) {
         conv.unread++;
         this._updateUnread();
-        this._notify(peer, m.body, m.sender);
+        this._notify(peer, this._summary(m), m.sender);
       }
     }
+    if (live && peer === this.active && !this.$.filesPanel.hidden && this._extrasFor(m).files.length) this._loadFiles();
     if (live) this._render();
     if (live && this._seeing(peer)) this._markSeen(conv);
     return m;
@@ -724,7 +824,7 @@ export class ParleyChat extends HTMLElement {
     let c = this.convs.get(jid);
     if (!c) {
       c = { jid, msgs: [], byArchive: new Map(), byClient: new Map(), unread: 0, loaded: false, loading: false,
-        older: true, typing: false, typingTimer: 0, lastMarked: '', composing: false, pauseTimer: 0 };
+        older: true, typing: false, typingTimer: 0, lastMarked: '', composing: false, pauseTimer: 0, uploads: [] };
       this.convs.set(jid, c);
       if (!this.contacts.has(jid)) this._contact(jid);
     }
@@ -801,7 +901,9 @@ export class ParleyChat extends HTMLElement {
   }
 
   // sendMessage sends text to address and shows it in the conversation.
-  sendMessage(address, text) {
+  // With oob (a URL), the message also carries it as out-of-band data
+  // (XEP-0066), as file shares do.
+  sendMessage(address, text, { oob = '' } = {}) {
     const jid = bare(address);
     const conv = this._conv(jid);
     const id = randomID();
@@ -810,11 +912,12 @@ export class ParleyChat extends HTMLElement {
     conv.composing = false;
     this.client.send(x('message', { xmlns: NS.client, to: jid, type: 'chat', id },
       x('body', {}, text),
+      oob ? x('x', { xmlns: NS_OOB }, x('url', {}, oob)) : null,
       x('origin-id', { xmlns: NS.sid, id }),
       alias ? null : x('markable', { xmlns: NS.markers }),
       alias ? null : x('active', { xmlns: NS.chatstates })));
     this._add(conv, { archiveID: '', clientID: id, out: true, sender: this.me.jid, body: text, stamp: new Date(),
-      state: this.client.state === 'online' ? 'sent' : 'queued', markable: true });
+      state: this.client.state === 'online' ? 'sent' : 'queued', markable: true, oob });
     this._render();
     this._scrollToEnd();
   }
@@ -832,6 +935,339 @@ export class ParleyChat extends HTMLElement {
     conv.pauseTimer = setTimeout(() => {
       if (conv.composing) { conv.composing = false; this.client.send(state('paused')); }
     }, 5000);
+  }
+
+  // ---- files and links ----
+
+  // _extrasFor returns what a message shows besides its text: {files,
+  // node, only}. files are Parley's download links in it (the XEP-0066
+  // URL, links in the body); node holds their thumbnails or file links and
+  // the card of its first other web link; only: the message is nothing
+  // but a file link, so the text bubble is left out. Built once per
+  // message and moved from render to render, so that loaded images stay.
+  _extrasFor(m) {
+    let ex = this._extras.get(m);
+    if (ex) return ex;
+    const text = m.body.trim();
+    const links = findLinks(text);
+    const files = [];
+    const add = (f) => { if (f && !files.some((o) => o.id === f.id)) files.push(f); };
+    if (m.oob) add(this.fileLinks.parse(m.oob));
+    let cardLink = '';
+    for (const l of links) {
+      const f = this.fileLinks.parse(l.href);
+      if (f) add(f);
+      else if (!cardLink) cardLink = l.href;
+    }
+    const bare = links.length === 1 && links[0].start === 0 && links[0].end === text.length;
+    const only = files.length > 0 && (text === '' || (m.oob && text === m.oob) || (bare && !cardLink));
+    let node = null;
+    if (files.length || cardLink) {
+      node = h('div', { class: 'extras' }, files.map((f) => (f.image ? this._imageNode(f) : this._fileNode(f))));
+      if (cardLink) {
+        const slot = h('div', { class: 'card-slot' });
+        node.append(slot);
+        this._whenVisible(slot, () => linkCard(this.apiBase, cardLink).then((card) => {
+          if (card) { slot.replaceChildren(this._cardNode(card, cardLink)); this._grew(); }
+        }));
+      }
+    }
+    ex = { files, node, only };
+    this._extras.set(m, ex);
+    return ex;
+  }
+
+  // _whenVisible runs fn once el scrolls into the log's view: a long
+  // history does not ask for every card and size at once.
+  _whenVisible(el, fn) {
+    if (!this._io) {
+      this._io = new IntersectionObserver((entries) => {
+        for (const e of entries) {
+          if (!e.isIntersecting) continue;
+          this._io.unobserve(e.target);
+          const f = this._lazy.get(e.target);
+          this._lazy.delete(e.target);
+          f?.();
+        }
+      }, { root: this.$.log, rootMargin: '400px 0px' });
+    }
+    this._lazy.set(el, fn);
+    this._io.observe(el);
+  }
+
+  // _sizeLater fills el with the file's size once node is in view.
+  _sizeLater(node, el, f, prefix = '') {
+    this._whenVisible(node, () => fileInfo(f.get).then((info) => {
+      if (!info) return;
+      const parts = [];
+      if (Number.isFinite(info.size)) parts.push(formatSize(info.size));
+      if (prefix) parts.unshift(prefix);
+      el.textContent = parts.join(' · ');
+      const open = node.querySelector('a[data-window]');
+      if (open && Number.isFinite(info.size)) open.setAttribute('aria-label', `Open ${f.name} (${formatSize(info.size)}) in a new window`);
+    }));
+  }
+
+  _downloadLink(f) {
+    return h('a', { class: 'file-dl', href: f.download, download: f.name, 'aria-label': `Download ${f.name}`, title: 'Download' }, svgIcon(ICON_DOWNLOAD));
+  }
+
+  // _fileNode: a file as a link to its preview (a new window), with its
+  // name, size and a download link.
+  _fileNode(f) {
+    const size = h('span', { class: 'file-size', text: f.ext ? `${f.ext} file` : 'File' });
+    const node = h('div', { class: 'file' },
+      h('a', { class: 'file-open', href: f.preview, target: '_blank', rel: 'noopener noreferrer', 'data-window': '', title: 'Open a preview in a new window', 'aria-label': `Open ${f.name} in a new window` },
+        h('span', { class: 'file-icon' }, svgIcon(ICON_FILE), f.ext ? h('span', { class: 'file-ext', text: f.ext.slice(0, 4) }) : null),
+        h('span', { class: 'file-main' }, h('span', { class: 'file-name', text: f.name }), size)),
+      this._downloadLink(f));
+    this._sizeLater(node, size, f, f.ext ? `${f.ext} file` : '');
+    return node;
+  }
+
+  // _imageNode: an image as its thumbnail; a click opens the preview in a
+  // new window. Should the thumbnail fail, the file link takes its place.
+  _imageNode(f) {
+    const img = h('img', { src: f.thumb, alt: f.name, loading: 'lazy', decoding: 'async', referrerPolicy: 'no-referrer' });
+    const size = h('span', { class: 'file-size' });
+    const node = h('div', { class: 'file image' },
+      h('a', { class: 'thumb', href: f.preview, target: '_blank', rel: 'noopener noreferrer', 'data-window': '', title: 'Open a preview in a new window', 'aria-label': `Open ${f.name} in a new window` }, img),
+      h('div', { class: 'file-cap' }, h('span', { class: 'file-name', text: f.name }), size, this._downloadLink(f)));
+    img.addEventListener('load', () => this._grew(), { once: true });
+    img.addEventListener('error', () => node.replaceWith(this._fileNode({ ...f, image: false })), { once: true });
+    this._sizeLater(node, size, f);
+    return node;
+  }
+
+  // _cardNode: a link's card, from the server's reading of its Open Graph
+  // tags; plain text only. The picture comes from the linked site: when
+  // the page's policy or the site refuses it, the card goes without.
+  _cardNode(card, link) {
+    const img = card.image && !cardImagesRefused ? h('img', { class: 'card-img', src: card.image, alt: '', loading: 'lazy', referrerPolicy: 'no-referrer' }) : null;
+    if (img) cardImages.add(img.src);
+    img?.addEventListener('error', () => img.remove(), { once: true });
+    img?.addEventListener('load', () => this._grew(), { once: true });
+    let site = card.site;
+    if (!site) {
+      try { site = new URL(link).hostname; } catch { site = ''; }
+    }
+    return h('a', { class: 'card', href: link, target: '_blank', rel: 'noopener noreferrer' },
+      img,
+      h('span', { class: 'card-text' },
+        site ? h('span', { class: 'card-site', text: site }) : null,
+        card.title ? h('strong', { class: 'card-title', text: card.title }) : null,
+        card.description ? h('span', { class: 'card-desc', text: card.description }) : null));
+  }
+
+  // _summary: a message in a line (notifications): a shared file by name.
+  _summary(m) {
+    const ex = this._extrasFor(m);
+    if (ex.only) return ex.files.map((f) => `📎 ${f.name}`).join(', ');
+    return m.body;
+  }
+
+  // The built-in "Send a file" action: the files dropped or pasted, or
+  // the browser's file picker.
+  _fileAction({ with: jid, files }) {
+    if (files?.length) { this.sendFiles(jid, files); return; }
+    this._pickFor = jid;
+    this.$.fileInput.value = '';
+    this.$.fileInput.click();
+  }
+
+  // sendFiles shares files with address, each as sendFile does; failures
+  // show in the conversation. It resolves with the download links (''
+  // for a file that was not sent).
+  sendFiles(address, files) {
+    return Promise.all([...files].map((f) => this.sendFile(address, f).catch(() => '')));
+  }
+
+  // sendFile uploads file (XEP-0363), showing its progress, then sends its
+  // download link in a message with XEP-0066 out-of-band data. It
+  // resolves with the link, or rejects with an UploadError that also
+  // shows in the conversation.
+  async sendFile(address, file) {
+    const jid = bare(address);
+    const conv = this._conv(jid);
+    const up = { key: randomID(), name: file.name || 'file', size: file.size, loaded: 0, state: 'uploading', error: '', request: null, node: null };
+    conv.uploads.push(up);
+    this._renderUploads();
+    try {
+      if (this.myStatus === 'offline' || this.client?.state !== 'online') {
+        throw new UploadError('offline');
+      }
+      if (!file.size) throw new UploadError('empty');
+      const slot = await this.uploader.slot(file);
+      if (up.state === 'cancelled') throw new UploadError('cancelled');
+      this.fileLinks.learn(slot.get);
+      up.request = this.uploader.put(slot, file, (loaded, total) => {
+        up.loaded = loaded;
+        up.size = total || up.size;
+        this._updateUpload(up);
+      });
+      await up.request;
+      knowFile(slot.get, file.size, file.type);
+      this._removeUpload(conv, up);
+      this.sendMessage(jid, slot.get, { oob: slot.get });
+      return slot.get;
+    } catch (e) {
+      const err = e instanceof UploadError ? e : new UploadError('failed', e.message);
+      if (err.kind === 'cancelled' || up.state === 'cancelled') {
+        this._removeUpload(conv, up);
+      } else {
+        up.state = 'error';
+        up.error = this._uploadErrorText(up, err);
+        up.node = null;
+        this._renderUploads();
+      }
+      throw err;
+    }
+  }
+
+  _uploadErrorText(up, e) {
+    const name = `“${up.name}”`;
+    switch (e.kind) {
+      case 'too-large':
+        return `${name} is too large to send (${formatSize(up.size)}): the limit is ${e.max ? formatMB(e.max) : 'smaller'}.`;
+      case 'blocked':
+        return `${name} cannot be sent: files of this type are not allowed.`;
+      case 'quota': {
+        const used = e.quota ? ` (${formatSize(e.used)} of ${formatSize(e.quota)} used)` : '';
+        return `${name} cannot be sent: your file storage is full${used}. Delete files you shared, or ask your administrator for more space.`;
+      }
+      case 'empty':
+        return `${name} is empty: there is nothing to send.`;
+      case 'offline':
+        return `${name} cannot be sent while you are offline in chat.`;
+      case 'unavailable':
+        return `${name} cannot be sent: this server does not accept files.`;
+      default:
+        return `${name} could not be sent: ${e.message}.`.replace(/\.\.$/, '.');
+    }
+  }
+
+  _removeUpload(conv, up) {
+    conv.uploads = conv.uploads.filter((u) => u !== up);
+    if (conv.jid === this.active) this._renderUploads();
+  }
+
+  _dismissUpload(key) {
+    const conv = this.convs.get(this.active);
+    const up = conv?.uploads.find((u) => u.key === key);
+    if (!up) return;
+    if (up.state === 'uploading') {
+      up.state = 'cancelled';
+      up.request?.abort();
+    }
+    this._removeUpload(conv, up);
+    this.$.text.focus();
+  }
+
+  _uploadNode(up) {
+    if (up.node) return up.node;
+    if (up.state === 'error') {
+      up.node = h('li', { class: 'upload failed', role: 'alert' },
+        h('span', { class: 'upload-text', text: up.error }),
+        h('button', { type: 'button', class: 'small', 'data-upload': up.key, text: 'Dismiss', 'aria-label': `Dismiss: ${up.error}` }));
+      return up.node;
+    }
+    up.bar = h('progress', { max: 100, value: 0, 'aria-label': `Sending ${up.name}` });
+    up.label = h('span', { class: 'upload-pct' });
+    up.node = h('li', { class: 'upload' },
+      h('span', { class: 'upload-text' }, h('span', { class: 'upload-name', text: up.name }), up.label),
+      up.bar,
+      h('button', { type: 'button', class: 'small', 'data-upload': up.key, text: 'Cancel', 'aria-label': `Cancel sending ${up.name}` }));
+    this._updateUpload(up);
+    return up.node;
+  }
+
+  _updateUpload(up) {
+    if (!up.bar) return;
+    const pct = up.size ? Math.min(100, Math.round((up.loaded / up.size) * 100)) : 0;
+    up.bar.value = pct;
+    up.label.textContent = up.loaded ? `${formatSize(up.loaded)} of ${formatSize(up.size)} (${pct}%)` : `${formatSize(up.size)}, waiting…`;
+  }
+
+  _renderUploads() {
+    const s = this.$;
+    const conv = this.convs.get(this.active);
+    const list = conv?.uploads || [];
+    s.uploads.hidden = list.length === 0;
+    s.uploads.replaceChildren(...list.map((up) => this._uploadNode(up)));
+  }
+
+  // ---- the conversation's files (the attachments list) ----
+
+  _toggleFiles(on, focus = true) {
+    const s = this.$;
+    const show = on ?? s.filesPanel.hidden;
+    s.filesPanel.hidden = !show;
+    s.filesToggle.setAttribute('aria-expanded', String(show));
+    if (show) {
+      s.search.hidden = true;
+      s.results.hidden = true;
+      s.log.hidden = true;
+      s.filesTitle.textContent = `Files shared with ${this._name(this.active)}`;
+      this._loadFiles();
+      if (focus) s.filesPanel.querySelector('.files-close').focus();
+    } else {
+      s.log.hidden = false;
+      s.filesBody.replaceChildren();
+      if (focus) s.filesToggle.focus();
+      this._scrollToEnd();
+    }
+  }
+
+  async _loadFiles() {
+    const s = this.$;
+    const jid = this.active;
+    const seq = (this._filesSeq = (this._filesSeq || 0) + 1);
+    if (!s.filesBody.firstChild) s.filesBody.replaceChildren(h('p', { class: 'muted', text: 'Loading…' }));
+    let entries;
+    try {
+      const u = new URL('files', this.apiBase);
+      u.searchParams.set('with', jid);
+      const r = await fetch(u, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(typeof data.error === 'string' ? data.error : r.statusText || String(r.status));
+      entries = Array.isArray(data.files) ? data.files : [];
+    } catch (e) {
+      if (seq !== this._filesSeq || s.filesPanel.hidden) return;
+      s.filesBody.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The file list could not be loaded: ${e.message}. `,
+        h('button', { type: 'button', class: 'link retry', text: 'Try again' })));
+      return;
+    }
+    if (seq !== this._filesSeq || s.filesPanel.hidden || jid !== this.active) return;
+    if (!entries.length) {
+      s.filesBody.replaceChildren(h('p', { class: 'muted', text: `No files shared with ${this._name(jid)} yet. Drop files on the conversation, or use Actions (…) → Send a file.` }));
+      return;
+    }
+    const when = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit' });
+    const url = (v) => { try { const u = new URL(v); return u.protocol === 'https:' || u.protocol === 'http:' ? u.href : ''; } catch { return ''; } };
+    const items = entries.map((e) => {
+      const name = typeof e.name === 'string' && e.name ? e.name : 'file';
+      const preview = url(e.preview);
+      const download = url(e.download);
+      const thumb = url(e.thumbnail);
+      const by = bare(e.shared_by || '');
+      const at = new Date(e.shared_at);
+      const who = by === this.me.jid ? 'you' : this._name(by);
+      const meta = [Number.isFinite(e.size) ? formatSize(e.size) : '', by ? `shared by ${who}` : '', Number.isNaN(at.getTime()) ? '' : when.format(at)].filter(Boolean).join(' · ');
+      const ext = (/\.([a-z0-9]{1,5})$/i.exec(name)?.[1] || '').toUpperCase();
+      const pic = thumb ? h('img', { src: thumb, alt: '', loading: 'lazy', referrerPolicy: 'no-referrer' })
+        : h('span', { class: 'file-icon' }, svgIcon(ICON_FILE), ext ? h('span', { class: 'file-ext', text: ext.slice(0, 4) }) : null);
+      if (thumb) pic.addEventListener('error', () => pic.replaceWith(h('span', { class: 'file-icon' }, svgIcon(ICON_FILE))), { once: true });
+      return h('li', { class: 'shared' },
+        h('span', { class: 'shared-pic' }, pic),
+        h('span', { class: 'shared-main' },
+          preview ? h('a', { href: preview, target: '_blank', rel: 'noopener noreferrer', 'data-window': '', class: 'file-name', text: name, title: 'Open a preview in a new window' })
+            : h('span', { class: 'file-name', text: name }),
+          h('span', { class: 'file-size', text: meta })),
+        download ? h('a', { class: 'file-dl', href: download, download: name, 'aria-label': `Download ${name}`, title: 'Download' }, svgIcon(ICON_DOWNLOAD)) : null);
+    });
+    s.filesBody.replaceChildren(
+      h('p', { class: 'muted files-count', text: `${entries.length} file${entries.length === 1 ? '' : 's'}, newest first` }),
+      h('ul', { class: 'shared-list' }, items));
   }
 
   // ---- history ----
@@ -898,12 +1334,15 @@ export class ParleyChat extends HTMLElement {
   }
 
   _logScrolled() {
-    if (this.$.log.scrollTop < 40) this._loadOlder();
+    const log = this.$.log;
+    this._atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    if (log.scrollTop < 40) this._loadOlder();
   }
 
   _toggleSearch(on) {
     const s = this.$;
     const show = on ?? s.search.hidden;
+    if (show && !s.filesPanel.hidden) this._toggleFiles(false, false);
     s.search.hidden = !show;
     s.results.hidden = true;
     s.log.hidden = false;
@@ -940,6 +1379,8 @@ export class ParleyChat extends HTMLElement {
   _openConv(jid) {
     this.active = jid;
     const conv = this._conv(jid);
+    if (!this.$.filesPanel.hidden) this._toggleFiles(false, false);
+    this._renderUploads();
     if (this.narrow) this.sideClosed = true;
     this._layout();
     this.$.search.hidden = true;
@@ -1010,7 +1451,14 @@ export class ParleyChat extends HTMLElement {
 
   _scrollToEnd() {
     const log = this.$.log;
+    this._atEnd = true;
     requestAnimationFrame(() => { log.scrollTop = log.scrollHeight; });
+  }
+
+  // _grew: something in the log got taller (an image or a card loaded);
+  // a reader at the end stays at the end.
+  _grew() {
+    if (this._atEnd) this.$.log.scrollTop = this.$.log.scrollHeight;
   }
 
   // ---- rendering ----
@@ -1173,19 +1621,25 @@ export class ParleyChat extends HTMLElement {
         prev = null;
       }
       const grouped = prev && prev.sender === m.sender && prev.via === m.via && m.stamp - prev.stamp < 5 * 60000;
-      const bubble = h('div', { class: 'bubble' });
-      linkify(bubble, m.body);
+      // A shared file alone shows as the file; text keeps its bubble, with
+      // the files and a link's card under it.
+      const ex = this._extrasFor(m);
+      let bubble = null;
+      if (!ex.only) {
+        bubble = h('div', { class: 'bubble' });
+        linkify(bubble, m.body);
+      }
       let state = null;
       if (m.out && m.state === 'error') state = h('div', { class: 'state error', text: 'Not delivered: ' + (m.error || 'error') });
       else if (m.out && m.state === 'queued') state = h('div', { class: 'state', text: 'Sending…' });
       else if (m === lastSeen && !alias) state = h('div', { class: 'state seen', text: 'Seen' });
       const who = m.out ? 'You' : this._name(m.sender);
-      nodes.push(h('div', { class: `msg ${m.out ? 'out' : 'in'}${grouped ? ' grouped' : ''}`, 'data-id': m.archiveID || m.clientID },
+      nodes.push(h('div', { class: `msg ${m.out ? 'out' : 'in'}${grouped ? ' grouped' : ''}${ex.only ? ' attachment' : ''}`, 'data-id': m.archiveID || m.clientID },
         grouped ? null : h('div', { class: 'meta' }, h('span', { class: 'from', text: who }), ' ',
           m.via && m.via !== conv.jid ? h('span', { class: 'via', text: `via ${this._name(m.via)} ` }) : null,
           h('time', { datetime: m.stamp.toISOString(), text: timeFmt.format(m.stamp) })),
         h('span', { class: 'sr-only', text: `${who} at ${timeFmt.format(m.stamp)}: ` }),
-        bubble, state));
+        bubble, ex.node, state));
       prev = m;
     }
     log.replaceChildren(...nodes);
