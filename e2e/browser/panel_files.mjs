@@ -333,6 +333,8 @@ try {
     await until(async () => (await q(alice, '.uploads .failed').count()) === 1, 'the quota error');
     text = await q(alice, '.uploads .failed .upload-text').innerText();
     check(/^“backup\.zip” cannot be sent: your file storage is full \(1000 MB of 1 GB used\)\. Delete files you shared, or ask your administrator for more space\.$/.test(text), 'quota: ' + text);
+    // The error takes room under the log; the last message stays in view.
+    await until(() => q(alice, '.log').evaluate((l) => l.scrollHeight - l.scrollTop - l.clientHeight < 4), 'the log scrolled to its end');
     await shot(alice, 'files-desktop-error-quota.png');
     await q(bob, '.uploads').isHidden().then((h) => check(h, 'alice\'s errors show at bob'));
     await dropFiles(bob, [{ name: 'setup.exe', type: 'application/octet-stream', size: 1000 }]);

@@ -52,7 +52,7 @@ const icon = {
   search: '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="11" cy="11" r="6"/><path d="M20 20l-4.5-4.5"/></svg>',
   back: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M15 5l-7 7 7 7"/></svg>',
   send: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 12l16-8-6 16-2.5-6.5z"/></svg>',
-  clip: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9"/></svg>',
+  folder: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 7a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v8a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z"/></svg>',
 };
 
 // Icons built with the DOM (no markup strings at render time).
@@ -138,7 +138,7 @@ const template = `
           <button class="icon back" type="button" aria-label="Back to contacts">${icon.back}</button>
           <span class="avatar peer-avatar"></span>
           <div class="who"><strong class="peer-name"></strong><span class="peer-status"></span></div>
-          <button class="icon files-toggle" type="button" aria-label="Files shared in this conversation" aria-expanded="false" aria-controls="parley-files" title="Files">${icon.clip}</button>
+          <button class="icon files-toggle" type="button" aria-label="Files shared in this conversation" aria-expanded="false" aria-controls="parley-files" title="Files shared in this conversation">${icon.folder}</button>
           <button class="icon search-toggle" type="button" aria-label="Search this conversation" title="Search history">${icon.search}</button>
           <div class="menu-wrap">
             <button class="icon actions" type="button" aria-haspopup="menu" aria-expanded="false" aria-label="Actions" title="Actions">${icon.more}</button>
@@ -483,6 +483,9 @@ export class ParleyChat extends HTMLElement {
         this._layout();
       }
     }).observe(s.panel);
+    // The log shrinks when uploads, errors or a longer message take room
+    // below it: a reader at the end stays at the end.
+    new ResizeObserver(() => this._grew()).observe(s.log);
     this._renderStatus();
   }
 
