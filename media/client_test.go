@@ -46,6 +46,8 @@ func testAuthorizer() Authorizer {
 				fmt.Sscanf(x, "max=%d", &g.Limits.MaxParticipants)
 			case strings.HasPrefix(x, "pubs="):
 				fmt.Sscanf(x, "pubs=%d", &g.Limits.MaxPublishers)
+			case strings.HasPrefix(x, "bps="):
+				fmt.Sscanf(x, "bps=%d", &g.Limits.MaxBitrate)
 			}
 		}
 		return g, nil
@@ -96,6 +98,9 @@ type clientOpts struct {
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// tcpOnly restricts ICE to TCP, as on a network that blocks UDP.
 	tcpOnly bool
+	// countOnly makes a subscriber count packets instead of keeping them
+	// (benchmarks).
+	countOnly bool
 }
 
 type testClient struct {
@@ -126,6 +131,7 @@ type testClient struct {
 	wg       sync.WaitGroup
 	readDone chan struct{}
 	closing  atomic.Bool
+	opts     clientOpts
 }
 
 // errorf reports a client failure unless the client is being closed,
@@ -141,8 +147,9 @@ type recvTrack struct {
 	mu      sync.Mutex
 	key     string
 	pkts    []recvPkt
-	nackWin map[uint16]bool
 	notify  chan struct{}
+	count   atomic.Int64 // packets received
+	bytes   atomic.Int64
 }
 
 type recvPkt struct {
@@ -220,6 +227,7 @@ func tryDial(t testing.TB, ts *testServer, cred string, o clientOpts) (*testClie
 	c := &testClient{
 		t: t, conn: conn, ctx: ctx, stop: stop,
 		api:      newClientAPI(t, o),
+		opts:     o,
 		mids:     map[string]TrackInfo{},
 		recv:     map[string]*recvTrack{},
 		answers:  make(chan struct{}, 16),
@@ -418,12 +426,24 @@ func (c *testClient) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		c.recv[key] = rt
 	}
 	c.mu.Unlock()
+	countOnly := c.opts.countOnly
 	go func() {
+		buf := make([]byte, 1500)
 		for {
+			if countOnly {
+				n, _, err := tr.Read(buf)
+				if err != nil {
+					return
+				}
+				rt.count.Add(1)
+				rt.bytes.Add(int64(n))
+				continue
+			}
 			p, _, err := tr.ReadRTP()
 			if err != nil {
 				return
 			}
+			rt.count.Add(1)
 			rt.mu.Lock()
 			rt.pkts = append(rt.pkts, recvPkt{seq: p.SequenceNumber, ts: p.Timestamp, marker: p.Marker, payload: append([]byte(nil), p.Payload...), at: time.Now()})
 			rt.mu.Unlock()
@@ -606,6 +626,8 @@ type synthSender struct {
 	muted    atomic.Bool
 	keySent  [maxLayers]atomic.Int32
 	nacks    atomic.Int32
+	sentPkts atomic.Int64
+	remb     atomic.Int64 // last REMB bitrate received
 }
 
 var synthSeq atomic.Int64
@@ -702,6 +724,8 @@ func (s *synthSender) readRTCP(layer int, rid string) {
 			switch p.(type) {
 			case *rtcp.TransportLayerNack:
 				s.nacks.Add(1)
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				s.remb.Store(int64(p.(*rtcp.ReceiverEstimatedMaximumBitrate).Bitrate))
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				s.plis[layer].Add(1)
 				s.lastPLI[layer].Store(time.Now().UnixNano())
@@ -761,6 +785,7 @@ func (s *synthSender) runAudio() {
 		}
 		s.record(key, payload)
 		_ = s.tracks[0].WriteRTP(&rtp.Packet{Header: h, Payload: payload})
+		s.sentPkts.Add(1)
 		seq++
 		ts += 960
 	}
@@ -871,6 +896,7 @@ func (s *synthSender) runVideo(layer int) {
 				_ = h.SetExtension(ridID, []byte(rid))
 			}
 			_ = s.tracks[layer].WriteRTP(&rtp.Packet{Header: h, Payload: payload})
+			s.sentPkts.Add(1)
 			seq++
 			start = end
 		}
@@ -927,6 +953,7 @@ func (s *synthSender) sendH264(layer, li, frame int, key bool, size int, seq uin
 		s.record(mark, payload)
 		h := rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: seq, Timestamp: ts, Marker: p == len(payloads)-1}
 		_ = s.tracks[layer].WriteRTP(&rtp.Packet{Header: h, Payload: payload})
+		s.sentPkts.Add(1)
 		seq++
 	}
 	return seq

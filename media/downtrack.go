@@ -130,7 +130,8 @@ type downTrack struct {
 	layer     int8
 	seqOffset uint16
 	tsOffset  uint32
-	syncSeq   uint16
+	syncExt   int64 // unwrapped adj of the packet we last synced on
+	lastExt   int64 // unwrapped adj of the newest packet forwarded since
 	lastSeq   uint16
 	lastTs    uint32
 	lastWall  time.Time
@@ -261,10 +262,18 @@ func (dt *downTrack) handle(it item, buf []byte) {
 	now := time.Now()
 	if it.kind == itemSync {
 		dt.rebase(it, info, now)
-	} else if !dt.started || it.layer != dt.layer || seqAfter(dt.syncSeq, it.adj) {
-		// A packet of the layer we left, or older than the keyframe we
-		// switched on: its number would collide with ones already sent.
+	} else if !dt.started || it.layer != dt.layer {
+		return // a packet of the layer we left
+	}
+	// Sequence numbers wrap every 65536 packets (minutes of video), so
+	// compare them unwrapped against the keyframe we switched on: an older
+	// packet's number would collide with ones already sent.
+	ext := dt.lastExt + int64(int16(it.adj-uint16(dt.lastExt)))
+	if ext < dt.syncExt {
 		return
+	}
+	if ext > dt.lastExt {
+		dt.lastExt = ext
 	}
 	outSeq := it.adj + dt.seqOffset
 	outTs := info.ts + dt.tsOffset
@@ -300,7 +309,8 @@ func (dt *downTrack) rebase(it item, info rtpInfo, now time.Time) {
 	}
 	dt.seqOffset = dt.lastSeq + 1 - it.adj
 	dt.tsOffset = dt.lastTs + delta - info.ts
-	dt.syncSeq = it.adj
+	dt.syncExt = 1<<32 + int64(it.adj)
+	dt.lastExt = dt.syncExt
 	dt.layer = it.layer
 	dt.started = true
 }

@@ -309,7 +309,8 @@ type recSink struct {
 	clock   uint32
 	sb      *samplebuilder.SampleBuilder
 	based   bool
-	baseTs  uint32
+	lastTs  uint32
+	ext     int64 // RTP ticks since the first packet
 	baseMs  int64
 	gotKey  bool
 	started time.Time
@@ -329,12 +330,16 @@ func newRecSink(t *recTrack, up *upTrack) *recSink {
 	return s
 }
 
+// ms maps an RTP timestamp to milliseconds since the file started. The
+// timestamp is unwrapped against the previous one, so hours-long files
+// (a 90 kHz clock wraps a 32-bit signed difference in 6.6 h) stay right.
 func (s *recSink) ms(ts uint32) int64 {
 	if !s.based {
-		s.based, s.baseTs, s.baseMs = true, ts, time.Since(s.started).Milliseconds()
+		s.based, s.lastTs, s.baseMs = true, ts, time.Since(s.started).Milliseconds()
 	}
-	d := int64(int32(ts - s.baseTs))
-	return s.baseMs + d*1000/int64(s.clock)
+	s.ext += int64(int32(ts - s.lastTs))
+	s.lastTs = ts
+	return s.baseMs + s.ext*1000/int64(s.clock)
 }
 
 // WriteRTP implements rtpWriter.

@@ -20,6 +20,7 @@ import (
 	"github.com/at-wat/ebml-go"
 	"github.com/at-wat/ebml-go/webm"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
 )
 
 func quietLogger() *slog.Logger {
@@ -865,4 +866,77 @@ func TestPortRangeAndPublicIP(t *testing.T) {
 		}
 	}
 	c.mu.Unlock()
+}
+
+// publisherDropper loses chosen outgoing video packets of a publisher the
+// first time they are sent, after pion's NACK responder kept a copy.
+type publisherDropper struct {
+	mu      sync.Mutex
+	every   uint16
+	dropped map[uint16]bool
+}
+
+func (d *publisherDropper) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &pubDropInterceptor{d: d}, nil
+}
+
+type pubDropInterceptor struct {
+	interceptor.NoOp
+	d *publisherDropper
+}
+
+func (i *pubDropInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	if !strings.HasPrefix(info.MimeType, "video/") {
+		return w
+	}
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		i.d.mu.Lock()
+		drop := h.SequenceNumber%i.d.every == 0 && !i.d.dropped[h.SequenceNumber]
+		if drop {
+			i.d.dropped[h.SequenceNumber] = true
+		}
+		i.d.mu.Unlock()
+		if drop {
+			return len(payload), nil
+		}
+		return w.Write(h, payload, a)
+	})
+}
+
+func TestNACKTowardsPublisher(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	d := &publisherDropper{every: 20, dropped: map[uint16]bool{}}
+	pub := dialClient(t, ts, "room/pub", clientOpts{interceptors: []interceptor.Factory{d}})
+	v := pub.publish(synthSpec{source: SourceCamera})[0]
+	rt := sub.track("pub/camera", 5*time.Second)
+	time.Sleep(2 * time.Second)
+	d.mu.Lock()
+	lost := len(d.dropped)
+	d.mu.Unlock()
+	if lost < 3 {
+		t.Fatalf("only %d packets lost", lost)
+	}
+	// The SFU asked the publisher for what it missed, got it, and the
+	// subscriber's stream has no holes.
+	v.halt()
+	time.Sleep(500 * time.Millisecond)
+	if v.nacks.Load() == 0 {
+		t.Error("the SFU sent the publisher no NACK")
+	}
+	checkIntact(t, rt, v)
+}
+
+func TestRoomBitrateCapReachesPublishers(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	a := dialClient(t, ts, "room/a/bps=3000000", clientOpts{})
+	b := dialClient(t, ts, "room/b/bps=3000000", clientOpts{})
+	va := a.publish(synthSpec{source: SourceCamera})[0]
+	vb := b.publish(synthSpec{source: SourceCamera})[0]
+	waitFor(t, 3*time.Second, "REMB", func() bool { return va.remb.Load() > 0 && vb.remb.Load() > 0 })
+	if va.remb.Load() != 1_500_000 || vb.remb.Load() != 1_500_000 {
+		t.Errorf("REMB %d and %d, want an equal share of 3 Mbit/s", va.remb.Load(), vb.remb.Load())
+	}
 }

@@ -3,12 +3,14 @@ package media
 import (
 	"encoding/binary"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
+
 
 func TestPacketCache(t *testing.T) {
 	c := newPacketCache(8)
@@ -345,4 +347,132 @@ func TestNetworkOptions(t *testing.T) {
 		t.Error("a port range has no shared address")
 	}
 	s.Close()
+}
+
+// benchTrack builds an upTrack with one layer and a downTrack writing to
+// a countWriter, without PeerConnections.
+func benchTrack(t testing.TB) (*upLayer, *downTrack, *countWriter) {
+	s := &SFU{cfg: Config{KeyframeInterval: time.Hour}}
+	up := &upTrack{key: "pub/camera", owner: &participant{sfu: s, id: "pub"}, source: SourceCamera, kind: webrtc.RTPCodecTypeVideo,
+		codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, ck: codecVP8}
+	up.downs.Store(&[]*downTrack{})
+	l := &upLayer{up: up, cache: newPacketCache(videoCacheSize), created: time.Now()}
+	up.layers[0] = l
+	dt := newDownTrack(up, nil, nil)
+	w := &countWriter{}
+	dt.out, dt.ssrc, dt.pt = w, 5, 96
+	dt.bound.Store(true)
+	dt.target.Store(0)
+	return l, dt, w
+}
+
+func rtpBytes(seq uint16, ts uint32, payload []byte) []byte {
+	b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, SSRC: 1}, Payload: payload}).Marshal()
+	return b
+}
+
+func TestRewriteSurvivesWrapAndReordering(t *testing.T) {
+	l, dt, w := benchTrack(t)
+	buf := make([]byte, 1500)
+	send := func(seq uint16, kind uint8) {
+		l.cache.store(seq, rtpBytes(seq, uint32(seq)*3000, vp8Payload(kind == itemSync, 640, 360)))
+		dt.handle(item{dt: dt, seq: seq, adj: seq, kind: kind}, buf)
+	}
+	send(100, itemSync)
+	send(99, itemPacket) // older than the keyframe we started on
+	if w.n.Load() != 1 {
+		t.Fatalf("a packet from before the sync point was forwarded")
+	}
+	first := dt.lastSeq
+	// Well past a 16-bit wrap: nothing may be dropped.
+	for i := 1; i <= 140000; i++ {
+		send(uint16(100+i), itemPacket)
+	}
+	if got := w.n.Load(); got != 140001 {
+		t.Fatalf("forwarded %d of 140001", got)
+	}
+	const total = 140000
+	if want := first + uint16(total%65536); dt.lastSeq != want {
+		t.Errorf("last sequence %d, want %d", dt.lastSeq, want)
+	}
+	// A late packet inside the window is still forwarded, with the number
+	// it should have had.
+	late := uint16((100 + total - 3) % 65536)
+	send(late, itemPacket)
+	if w.n.Load() != 140002 {
+		t.Error("reordered packet dropped")
+	}
+	if e := dt.hist[int(first+uint16((total-3)%65536))%len(dt.hist)]; !e.valid || e.src != late {
+		t.Errorf("history for the late packet: %+v", e)
+	}
+}
+
+// stuckWriter never returns, like a subscriber whose socket blocks.
+type stuckWriter struct {
+	entered chan struct{}
+	once    sync.Once
+	release chan struct{}
+}
+
+func (w *stuckWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	w.once.Do(func() { close(w.entered) })
+	<-w.release
+	return len(payload), nil
+}
+
+func TestSlowSubscriberNeverStallsThePublisher(t *testing.T) {
+	l, good, gw := benchTrack(t)
+	up := l.up
+	goodPeer := newDownPeer(64)
+	goodPeer.ready.Store(true)
+	good.peer = goodPeer
+	up.addDown(good)
+
+	stuckPeer := newDownPeer(64)
+	stuckPeer.ready.Store(true)
+	stuck := newDownTrack(up, stuckPeer, nil)
+	sw := &stuckWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	stuck.out, stuck.ssrc, stuck.pt = sw, 6, 96
+	stuck.bound.Store(true)
+	stuck.target.Store(0)
+	up.addDown(stuck)
+	defer func() {
+		close(sw.release)
+		goodPeer.close()
+		stuckPeer.close()
+	}()
+
+	// The first packet (a keyframe) reaches both; the stuck one's writer
+	// then blocks for good.
+	l.forward(rtpBytes(0, 0, vp8Payload(true, 640, 360)))
+	<-sw.entered
+	start := time.Now()
+	const n = 5000
+	for i := 1; i < n; i++ {
+		l.forward(rtpBytes(uint16(i), uint32(i)*3000, vp8Payload(false, 0, 0)))
+		if i%16 == 0 {
+			// Let the good subscriber keep up, as a live stream would.
+			for gw.n.Load() < int64(i-16) {
+				time.Sleep(time.Microsecond)
+			}
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("publisher loop took %v behind a stuck subscriber", d)
+	}
+	waitForT(t, 2*time.Second, func() bool { return gw.n.Load() == n })
+	if stuck.dropped.Load() < n-1-64 {
+		t.Errorf("the stuck subscriber dropped only %d packets (cur %d, queued %d, good dropped %d)", stuck.dropped.Load(), stuck.cur.Load(), len(stuckPeer.q), good.dropped.Load())
+	}
+}
+
+func waitForT(t *testing.T, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
