@@ -162,6 +162,11 @@ try {
     await cdp.send('Network.enable');
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: 48 * 1024 });
     const big = makePNG(220, 160, true); // noise: ~100 KB that does not compress, a few seconds at 48 KB/s
+    // Cancel stops an upload: no message goes out.
+    await dropFiles(alice, [{ name: 'cancel me.png', type: 'image/png', b64: big.toString('base64') }]);
+    await until(async () => (await q(alice, '.uploads .upload progress').count()) === 1, 'the progress bar of the upload to cancel');
+    await q(alice, '.uploads button[aria-label="Cancel sending cancel me.png"]').click();
+    await until(async () => (await q(alice, '.uploads').isHidden()), 'the cancelled upload to go');
     await dropFiles(alice, [{ name: 'chart big.png', type: 'image/png', b64: big.toString('base64') }]);
     await until(async () => (await q(alice, '.uploads .upload progress').count()) === 1, 'the progress bar');
     const seen = await until(async () => {
@@ -181,6 +186,7 @@ try {
     check(m, 'thumbnail src ' + src);
     imageID = m[1];
     check(!(await q(alice, '.log .msg.out.attachment').last().locator('.bubble').count()), 'the bare file link shows a text bubble too');
+    check(!(await q(alice, '.log .file-name').allInnerTexts()).includes('cancel me.png'), 'the cancelled file was sent');
   });
 
   await step('bob (phone) sees the thumbnail, loaded, with name and size; a click opens the preview in a new window', async () => {
