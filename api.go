@@ -144,7 +144,10 @@ func (s *Server) serveLinkCard(w http.ResponseWriter, r *http.Request) {
 	}
 	card, err := s.files.LinkCard(r.Context(), r.URL.Query().Get("url"))
 	if err != nil {
-		apiError(w, http.StatusUnprocessableEntity, "no preview for this link: "+err.Error())
+		// No card is an ordinary answer, not a failure: the link stays.
+		w.Header().Set("Cache-Control", "private, max-age=600")
+		w.Header().Set("X-Parley-No-Card", err.Error())
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	w.Header().Set("Cache-Control", "private, max-age=600")

@@ -133,7 +133,7 @@ export function linkCard(api, link) {
       const u = new URL('linkcard', api);
       u.searchParams.set('url', link);
       const r = await fetch(u, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
-      if (!r.ok) return null;
+      if (!r.ok || r.status === 204) return null; // 204: the server has no card for it
       const c = await r.json();
       const str = (v, max) => (typeof v === 'string' ? v.trim().slice(0, max) : '');
       const card = { url: link, title: str(c.Title, 300), description: str(c.Description, 600), site: str(c.SiteName, 100), image: '' };
