@@ -133,6 +133,7 @@ type Store interface {
 	UserData
 	Meetings
 	Archive
+	Pubsub
 	// Close releases the store; calls after Close return ErrClosed.
 	Close() error
 }
