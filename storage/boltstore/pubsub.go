@@ -160,7 +160,6 @@ func (s *Store) DeletePubsubNode(ctx context.Context, owner, node string) error 
 	})
 }
 
-
 // PubsubItems returns items newest first, filtered by ids and max.
 func (s *Store) PubsubItems(ctx context.Context, owner, node string, ids []string, max int) ([]storage.PubsubItem, error) {
 	var out []storage.PubsubItem
