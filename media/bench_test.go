@@ -55,7 +55,7 @@ func benchFanout(b *testing.B, n int) {
 		codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, ck: codecVP8}
 	up.downs.Store(&[]*downTrack{})
 	l := &upLayer{up: up, cache: newPacketCache(videoCacheSize), created: time.Now()}
-	up.layers[0] = l
+	up.layers[0].Store(l)
 	var writers []*countWriter
 	var peers []*downPeer
 	for i := 0; i < n; i++ {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/at-wat/ebml-go"
+	"github.com/coder/websocket"
 	"github.com/at-wat/ebml-go/webm"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
@@ -939,4 +940,30 @@ func TestRoomBitrateCapReachesPublishers(t *testing.T) {
 	if va.remb.Load() != 1_500_000 || vb.remb.Load() != 1_500_000 {
 		t.Errorf("REMB %d and %d, want an equal share of 3 Mbit/s", va.remb.Load(), vb.remb.Load())
 	}
+}
+
+func TestBadMessagesDoNotEndTheSession(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	c := dialClient(t, ts, "room/c", clientOpts{})
+	ctx := context.Background()
+	_ = c.conn.Write(ctx, websocket.MessageText, []byte("{not json"))
+	_ = c.conn.Write(ctx, websocket.MessageBinary, []byte("{}"))
+	c.send(map[string]any{"type": "dance"})
+	c.send(map[string]any{"type": "offer", "pc": "sub", "sdp": "v=0"})
+	c.send(map[string]any{"type": "answer", "pc": "sub", "sdp": "v=0"})
+	c.send(map[string]any{"type": "candidate", "pc": "pub", "candidate": map[string]any{"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}})
+	c.send(map[string]any{"type": "offer", "pc": "pub", "sdp": "garbage"})
+	c.send(map[string]any{"type": "mute", "source": "tuba", "muted": true})
+	c.send(map[string]any{"type": "moderate", "action": "mute", "participant": "nobody"})
+	c.send(map[string]any{"type": "join", "credential": "room/c"})
+	waitFor(t, 2*time.Second, "errors", func() bool { return len(c.errorsSeen()) >= 10 })
+	for _, e := range c.errorsSeen() {
+		if e.Code == "" {
+			t.Errorf("error without code: %+v", e)
+		}
+	}
+	// Still in: another participant's arrival is announced.
+	dialClient(t, ts, "room/d", clientOpts{})
+	c.waitEvent(EventJoined, 2*time.Second, func(e Event) bool { return e.Participant == "d" })
 }

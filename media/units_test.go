@@ -357,7 +357,7 @@ func benchTrack(t testing.TB) (*upLayer, *downTrack, *countWriter) {
 		codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, ck: codecVP8}
 	up.downs.Store(&[]*downTrack{})
 	l := &upLayer{up: up, cache: newPacketCache(videoCacheSize), created: time.Now()}
-	up.layers[0] = l
+	up.layers[0].Store(l)
 	dt := newDownTrack(up, nil, nil)
 	w := &countWriter{}
 	dt.out, dt.ssrc, dt.pt = w, 5, 96

@@ -35,8 +35,10 @@ type upTrack struct {
 	trackID  string // the publisher's msid track id, shared by its layers
 	levelID  uint8  // negotiated RFC 6464 extension id, 0 when absent
 
+	// mu serialises changes to layers; readers (every forwarded packet)
+	// load them without it.
 	mu     sync.Mutex
-	layers [maxLayers]*upLayer
+	layers [maxLayers]atomic.Pointer[upLayer]
 	nextIx int // slot for a rid with no recognised name
 
 	downs atomic.Pointer[[]*downTrack]
@@ -113,10 +115,10 @@ func (up *upTrack) addLayer(remote *webrtc.TrackRemote) (*upLayer, bool) {
 	up.mu.Lock()
 	defer up.mu.Unlock()
 	ix := layerIndex(remote.RID())
-	if ix < 0 || up.layers[ix] != nil {
+	if ix < 0 || up.layers[ix].Load() != nil {
 		ix = -1
 		for i := up.nextIx; i < maxLayers; i++ {
-			if up.layers[i] == nil {
+			if up.layers[i].Load() == nil {
 				ix = i
 				break
 			}
@@ -130,7 +132,7 @@ func (up *upTrack) addLayer(remote *webrtc.TrackRemote) (*upLayer, bool) {
 		size = audioCacheSize
 	}
 	l := &upLayer{up: up, index: int8(ix), rid: remote.RID(), ssrc: uint32(remote.SSRC()), remote: remote, cache: newPacketCache(size), created: time.Now()}
-	up.layers[ix] = l
+	up.layers[ix].Store(l)
 	if ix >= up.nextIx {
 		up.nextIx = ix + 1
 	}
@@ -141,18 +143,13 @@ func (up *upTrack) layer(i int8) *upLayer {
 	if i < 0 || int(i) >= maxLayers {
 		return nil
 	}
-	up.mu.Lock()
-	l := up.layers[i]
-	up.mu.Unlock()
-	return l
+	return up.layers[i].Load()
 }
 
 func (up *upTrack) layerList() []*upLayer {
-	up.mu.Lock()
-	defer up.mu.Unlock()
 	var ls []*upLayer
-	for _, l := range up.layers {
-		if l != nil {
+	for i := range up.layers {
+		if l := up.layers[i].Load(); l != nil {
 			ls = append(ls, l)
 		}
 	}
@@ -164,11 +161,9 @@ func (up *upTrack) layerList() []*upLayer {
 func (up *upTrack) removeLayer(l *upLayer) bool {
 	up.mu.Lock()
 	defer up.mu.Unlock()
-	if up.layers[l.index] == l {
-		up.layers[l.index] = nil
-	}
-	for _, x := range up.layers {
-		if x != nil {
+	up.layers[l.index].CompareAndSwap(l, nil)
+	for i := range up.layers {
+		if up.layers[i].Load() != nil {
 			return false
 		}
 	}
