@@ -3,6 +3,7 @@ package parley
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -150,6 +151,31 @@ func (s *Server) serveLinkCard(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if card.Image != "" {
+		// Shown from our origin, so the host's page needs no img-src for
+		// the whole web, and the remote site never sees the reader.
+		card.Image = s.publicURL(r) + "/api/linkcard/image?url=" + url.QueryEscape(card.Image)
+	}
 	w.Header().Set("Cache-Control", "private, max-age=600")
 	apiJSON(w, card)
+}
+
+// serveCardImage answers GET /api/linkcard/image?url=...: a link card's
+// picture, fetched by the server with the link-card safeguards and served
+// only if it really is a PNG, JPEG, GIF or WebP image.
+func (s *Server) serveCardImage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.apiUser(w, r); !ok {
+		return
+	}
+	b, ct, err := s.files.CardImage(r.Context(), r.URL.Query().Get("url"))
+	if err != nil {
+		w.Header().Set("Cache-Control", "private, max-age=600")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	w.Header().Set("Cache-Control", "private, max-age=3600")
+	w.Write(b)
 }

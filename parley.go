@@ -291,6 +291,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/api/search", s.serveSearch)
 	s.mux.HandleFunc("/api/files", s.serveFiles)
 	s.mux.HandleFunc("/api/linkcard", s.serveLinkCard)
+	s.mux.HandleFunc("/api/linkcard/image", s.serveCardImage)
 	s.mux.Handle("/files/", http.StripPrefix("/files", fs.Handler()))
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package parley_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -147,5 +149,48 @@ func TestSearchAPI(t *testing.T) {
 	s.WellKnownHandler().ServeHTTP(rec, httptest.NewRequest("GET", "https://mail.example.com/.well-known/host-meta", nil))
 	if !strings.Contains(rec.Body.String(), `rel="urn:xmpp:alt-connections:websocket" href="wss://mail.example.com/parley/ws"`) {
 		t.Fatalf("host-meta: %s", rec.Body.String())
+	}
+}
+
+func TestLinkCardWithImageThroughOurOrigin(t *testing.T) {
+	png := []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/page":
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, `<html><head><meta property="og:title" content="A page"><meta property="og:image" content="/pic.png"></head></html>`)
+		case "/pic.png":
+			w.Write(png)
+		case "/fake.png":
+			io.WriteString(w, "<script>alert(1)</script>")
+		}
+	}))
+	defer site.Close()
+	d := memdir.New()
+	d.AddUser("bob@example.com", "Bob", "pw", true)
+	s, err := parley.New(parley.Config{Domains: []string{"example.com"}, Directory: d, Authenticator: sessionAuth{d}, AllowUnencrypted: true,
+		DataDir: t.TempDir(), AllowPrivateLinks: true, PublicURL: "https://mail.example.com/parley"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	get := func(path string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("X-Test-User", "bob@example.com")
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	rec := get("/api/linkcard?url=" + url.QueryEscape(site.URL+"/page"))
+	want := `"Image":"https://mail.example.com/parley/api/linkcard/image?url=` + url.QueryEscape(site.URL+"/pic.png")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), strings.ReplaceAll(want, "&", `\u0026`)) {
+		t.Fatalf("card: %d %s", rec.Code, rec.Body.String())
+	}
+	rec = get("/api/linkcard/image?url=" + url.QueryEscape(site.URL+"/pic.png"))
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "image/png" || !bytes.Equal(rec.Body.Bytes(), png) {
+		t.Fatalf("image: %d %v", rec.Code, rec.Header())
+	}
+	if rec := get("/api/linkcard/image?url=" + url.QueryEscape(site.URL+"/fake.png")); rec.Code != http.StatusNoContent {
+		t.Fatalf("a script posing as a picture: %d", rec.Code)
 	}
 }

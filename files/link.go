@@ -406,3 +406,51 @@ func buildCard(link, final *url.URL, charset string, page []byte) Card {
 	}
 	return c
 }
+
+// cardImageMax bounds a link card's picture.
+const cardImageMax = 2 << 20
+
+// CardImage fetches a link card's picture for the web panel to show from
+// its own origin: with the same address checks, redirect limit and
+// timeouts as LinkCard, at most 2 MiB, and only when the bytes are a PNG,
+// JPEG, GIF or WebP image (whatever the remote server claims). It returns
+// the bytes and their sniffed content type.
+func (s *Service) CardImage(ctx context.Context, rawURL string) ([]byte, string, error) {
+	u, err := url.Parse(strings.TrimSpace(rawURL))
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrNoPreview, err)
+	}
+	u.User = nil
+	if err := s.links.checkURL(u); err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, linkTotalTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrNoPreview, err)
+	}
+	req.Header.Set("User-Agent", "Parley-LinkCard/1 (link preview)")
+	req.Header.Set("Accept", "image/png,image/jpeg,image/gif,image/webp")
+	resp, err := s.links.client.Do(req)
+	if err != nil {
+		return nil, "", fmt.Errorf("files: fetching card image: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, "", fmt.Errorf("%w: HTTP %s", ErrNoPreview, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, cardImageMax+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("files: reading card image: %w", err)
+	}
+	if len(b) > cardImageMax {
+		return nil, "", fmt.Errorf("%w: the picture is larger than %d bytes", ErrNoPreview, cardImageMax)
+	}
+	ct := http.DetectContentType(b)
+	switch ct {
+	case "image/png", "image/jpeg", "image/gif", "image/webp":
+		return b, ct, nil
+	}
+	return nil, "", fmt.Errorf("%w: not a picture (%s)", ErrNoPreview, ct)
+}
