@@ -134,6 +134,7 @@ type Store interface {
 	Meetings
 	Archive
 	Pubsub
+	Rooms
 	// Close releases the store; calls after Close return ErrClosed.
 	Close() error
 }
