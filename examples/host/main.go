@@ -82,6 +82,7 @@ type options struct {
 	resumeTimeout                  time.Duration
 	publicURL                      string
 	allowPrivateLinks              bool
+	pprofAddr                      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -97,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.domainRoster, "domain-roster", true, "every chat-enabled user of the domain sees every other one")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.allowUnencrypted, "allow-unencrypted", false, "let XMPP clients log in without TLS (for tests on loopback only)")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "loopback `address` for Go profiling endpoints (net/http/pprof), for measuring")
 	fs.BoolVar(&o.allowPrivateLinks, "allow-private-links", false, "let link previews fetch pages on loopback and private addresses (for tests only)")
 	fs.StringVar(&o.publicURL, "public-url", "", "`URL` at which clients reach /parley/ (default: https://<the HTTPS listener>/parley)")
 	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 0, "how long a dropped XMPP session waits to be resumed (XEP-0198); 0 means Parley's default, 5m")
@@ -188,6 +190,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	xmppLn, xmppsLn, httpLn := lns[0], lns[1], lns[2]
 
+	if o.pprofAddr != "" {
+		startPprof(o.pprofAddr, log)
+	}
 	mux := http.NewServeMux()
 	wm := &webmail{dir: dir, sessions: sessions, domains: domains, log: log}
 	wm.mount(mux, srv)
