@@ -300,7 +300,7 @@ func vmRSS() int64 {
 // clients in a child process. Run with -benchtime=1x; the figure is CPU of
 // the SFU process per packet delivered to a subscriber.
 func BenchmarkForwardPion(b *testing.B) {
-	for _, n := range []int{10, 50, 100} {
+	for _, n := range []int{10, 50, 100, 200} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			m := measureWithChild(b, "fanout", n, 10)
 			perFwd := float64(m.cpu.Nanoseconds()) / float64(m.res.Received)

@@ -144,12 +144,13 @@ func (c *testClient) errorf(format string, args ...any) {
 
 // recvTrack collects what a subscriber receives on one track.
 type recvTrack struct {
-	mu      sync.Mutex
-	key     string
-	pkts    []recvPkt
-	notify  chan struct{}
-	count   atomic.Int64 // packets received
-	bytes   atomic.Int64
+	mu     sync.Mutex
+	key    string
+	pkts   []recvPkt
+	notify chan struct{}
+	count  atomic.Int64 // packets received
+	bytes  atomic.Int64
+	srs    []rtcp.SenderReport
 }
 
 type recvPkt struct {
@@ -428,6 +429,21 @@ func (c *testClient) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	c.mu.Unlock()
 	countOnly := c.opts.countOnly
 	go func() {
+		for {
+			pkts, _, err := recv.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if sr, ok := p.(*rtcp.SenderReport); ok {
+					rt.mu.Lock()
+					rt.srs = append(rt.srs, *sr)
+					rt.mu.Unlock()
+				}
+			}
+		}
+	}()
+	go func() {
 		buf := make([]byte, 1500)
 		for {
 			if countOnly {
@@ -628,6 +644,7 @@ type synthSender struct {
 	nacks    atomic.Int32
 	sentPkts atomic.Int64
 	remb     atomic.Int64 // last REMB bitrate received
+	rrs      atomic.Int32 // receiver reports received
 }
 
 var synthSeq atomic.Int64
@@ -724,6 +741,8 @@ func (s *synthSender) readRTCP(layer int, rid string) {
 			switch p.(type) {
 			case *rtcp.TransportLayerNack:
 				s.nacks.Add(1)
+			case *rtcp.ReceiverReport:
+				s.rrs.Add(1)
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				s.remb.Store(int64(p.(*rtcp.ReceiverEstimatedMaximumBitrate).Bitrate))
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
@@ -1025,7 +1044,6 @@ func isVP8KeyStart(payload []byte) bool {
 	k, _, _ := keyframeStart(codecVP8, payload)
 	return k
 }
-
 
 // quietPion silences pion's logs in tests.
 type quietPion struct{}

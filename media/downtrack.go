@@ -19,9 +19,9 @@ type rtpWriter interface {
 
 // Queue item kinds.
 const (
-	itemPacket uint8 = iota
-	itemSync         // first packet after a start, layer switch or resume: rebase
-	itemRetransmit   // answer a NACK; seq is the subscriber's sequence number
+	itemPacket     uint8 = iota
+	itemSync             // first packet after a start, layer switch or resume: rebase
+	itemRetransmit       // answer a NACK; seq is the subscriber's sequence number
 )
 
 type item struct {

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/at-wat/ebml-go"
-	"github.com/coder/websocket"
 	"github.com/at-wat/ebml-go/webm"
+	"github.com/coder/websocket"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 )
@@ -966,4 +966,33 @@ func TestBadMessagesDoNotEndTheSession(t *testing.T) {
 	// Still in: another participant's arrival is announced.
 	dialClient(t, ts, "room/d", clientOpts{})
 	c.waitEvent(EventJoined, 2*time.Second, func(e Event) bool { return e.Participant == "d" })
+}
+
+func TestRTCPReports(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	v := pub.publish(synthSpec{source: SourceCamera})[0]
+	rt := sub.track("pub/camera", 5*time.Second)
+	// Sender reports go out every second (pion's default interval).
+	waitFor(t, 4*time.Second, "sender reports and receiver reports", func() bool {
+		rt.mu.Lock()
+		n := len(rt.srs)
+		rt.mu.Unlock()
+		return n >= 1 && v.rrs.Load() >= 1
+	})
+	rt.mu.Lock()
+	sr := rt.srs[len(rt.srs)-1]
+	rt.mu.Unlock()
+	pkts := rt.snapshot()
+	last := pkts[len(pkts)-1]
+	// The report speaks of the stream as rewritten: our SSRC's packet
+	// count and an RTP time close to the timestamps we sent.
+	if sr.PacketCount == 0 || sr.OctetCount == 0 {
+		t.Errorf("empty sender report %+v", sr)
+	}
+	if d := int64(int32(last.ts - sr.RTPTime)); d < -90000 || d > 90000*3 {
+		t.Errorf("sender report RTP time %d is %d ticks from the stream's %d", sr.RTPTime, d, last.ts)
+	}
 }

@@ -6,10 +6,10 @@ import "time"
 // silence and 127 is 0 dBov; speech sits around -20 to -45 dBov and a quiet
 // room's noise floor below -60.
 const (
-	speakerThreshold = 127 - 60         // smoothed loudness that counts as speaking
-	speakerMargin    = 1.2              // a challenger must be this much louder
-	speakerDwell     = time.Second      // the shortest time a speaker keeps the floor
-	speakerAlpha     = 0.5              // weight of the newest tick in the smoothing
+	speakerThreshold = 127 - 60    // smoothed loudness that counts as speaking
+	speakerMargin    = 1.2         // a challenger must be this much louder
+	speakerDwell     = time.Second // the shortest time a speaker keeps the floor
+	speakerAlpha     = 0.5         // weight of the newest tick in the smoothing
 	speakerTick      = 250 * time.Millisecond
 )
 

@@ -11,7 +11,6 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-
 func TestPacketCache(t *testing.T) {
 	c := newPacketCache(8)
 	buf := make([]byte, 1500)

@@ -54,10 +54,10 @@ type upTrack struct {
 
 // upLayer is one incoming RTP stream (one simulcast layer).
 type upLayer struct {
-	up     *upTrack
-	index  int8
-	rid    string
-	ssrc   uint32
+	up      *upTrack
+	index   int8
+	rid     string
+	ssrc    uint32
 	remote  *webrtc.TrackRemote
 	cache   *packetCache
 	created time.Time
@@ -66,7 +66,6 @@ type upLayer struct {
 	bitrate    atomic.Int64  // bits per second, smoothed
 	lastKeyReq atomic.Int64  // unix nanoseconds of the last PLI sent
 	keyPending atomic.Bool   // a PLI was held back by the rate limit
-	keyframes  atomic.Uint64
 	width      atomic.Int32
 	height     atomic.Int32
 
@@ -168,10 +167,6 @@ func (up *upTrack) removeLayer(l *upLayer) bool {
 		}
 	}
 	return true
-}
-
-func (up *upTrack) simulcast() bool {
-	return len(up.layerList()) > 1
 }
 
 func (up *upTrack) forwarding() bool { return !up.selfMuted.Load() && !up.blocked.Load() }
@@ -282,7 +277,6 @@ func (l *upLayer) forward(b []byte) {
 		key, w, h = keyframeStart(up.ck, payload)
 		if key {
 			l.keyPending.Store(false)
-			l.keyframes.Add(1)
 			if w > 0 && h > 0 {
 				l.width.Store(int32(w))
 				l.height.Store(int32(h))
