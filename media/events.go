@@ -10,7 +10,9 @@ import (
 type Source string
 
 const (
-	SourceMic    Source = "mic"
+	// SourceMic is the microphone, the participant's one audio track.
+	SourceMic Source = "mic"
+	// SourceCamera is the camera video.
 	SourceCamera Source = "camera"
 	// SourceScreen is screen sharing: a second video track, preferred over
 	// cameras when a subscriber's bandwidth is short.
@@ -46,7 +48,7 @@ const (
 
 // Event is something that happened in a room. The same value is delivered
 // to Config.OnEvent and, as JSON, to every participant of the room (see
-// SIGNALLING.md).
+// SIGNALLING.md; false and empty fields are left out).
 type Event struct {
 	Type        EventType `json:"event"`
 	Room        string    `json:"room"`

@@ -2,6 +2,7 @@ package media
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -150,7 +151,9 @@ func TestForwardIntactToSubscribers(t *testing.T) {
 // generation, as if the network had lost them.
 type dropper struct {
 	mu      sync.Mutex
-	every   uint16
+	every   uint16     // drop every n-th sequence number
+	ratio   float64    // or this share of packets, at random
+	rnd     *rand.Rand // for ratio
 	dropped map[uint16]bool
 }
 
@@ -185,7 +188,7 @@ func (i *dropInterceptor) BindRemoteStream(info *interceptor.StreamInfo, reader 
 			}
 			seq := binary.BigEndian.Uint16(b[2:4])
 			i.d.mu.Lock()
-			drop := seq%i.d.every == 0 && !i.d.dropped[seq]
+			drop := !i.d.dropped[seq] && (i.d.every > 0 && seq%i.d.every == 0 || i.d.ratio > 0 && i.d.rnd.Float64() < i.d.ratio)
 			if drop {
 				i.d.dropped[seq] = true
 			}
@@ -994,5 +997,33 @@ func TestRTCPReports(t *testing.T) {
 	}
 	if d := int64(int32(last.ts - sr.RTPTime)); d < -90000 || d > 90000*3 {
 		t.Errorf("sender report RTP time %d is %d ticks from the stream's %d", sr.RTPTime, d, last.ts)
+	}
+}
+
+func TestCongestionControlDrivesLayers(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	d := &dropper{rnd: rand.New(rand.NewPCG(1, 2)), dropped: map[uint16]bool{}}
+	sub := dialClient(t, ts, "room/sub", clientOpts{interceptors: []interceptor.Factory{d}})
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	pub.publish(synthSpec{source: SourceCamera, layers: []string{"q", "h", "f"}})
+	rt := sub.track("pub/camera", 5*time.Second)
+	p := ts.sfu.room("room").get("sub")
+	// No override: pion's GCC estimate alone decides. A clean path first:
+	// above the quarter layer.
+	waitFor(t, 5*time.Second, "a layer above the quarter", func() bool {
+		pk := rt.snapshot()
+		return len(pk) > 0 && synthLayer(pk[len(pk)-1].payload) > 0
+	})
+	// Then a lossy one, as transport-wide CC feedback sees it: 30% of the
+	// video never arrives the first time.
+	d.mu.Lock()
+	d.ratio = 0.3
+	d.mu.Unlock()
+	waitLayer(t, rt, 0, 8*time.Second)
+	est := (*p.estimator.Load()).GetTargetBitrate()
+	t.Logf("GCC estimate under 30%% loss: %d bit/s", est)
+	if est >= 500_000 {
+		t.Errorf("estimate %d did not fall below the half layer", est)
 	}
 }
