@@ -2,13 +2,13 @@ package media
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
