@@ -123,3 +123,49 @@ func layerForSize(w, h int, sizes [maxLayers][2]int, present [maxLayers]bool) in
 	}
 	return best
 }
+
+// probeNeed says how much more bandwidth, in bits per second, the first
+// track (in allocate's priority order) that is below what its subscriber
+// wants would need for its next layer, and which track that is; 0 and -1
+// when every track has what it wants. budget and targets are allocate's.
+func probeNeed(budget int, tracks []allocTrack, targets []int) (int, int) {
+	used := 0
+	for i, t := range tracks {
+		if targets[i] >= 0 {
+			used += t.rates[targets[i]]
+		}
+	}
+	left := budget - used
+	order := make([]int, len(tracks))
+	for i := range order {
+		order[i] = i
+	}
+	prio := func(t allocTrack) int {
+		switch {
+		case t.screen:
+			return 0
+		case t.speaker:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(order, func(a, b int) bool { return prio(tracks[order[a]]) < prio(tracks[order[b]]) })
+	for _, i := range order {
+		t := tracks[i]
+		cur := targets[i]
+		for l := cur + 1; l <= min(t.maxLayer, maxLayers-1); l++ {
+			if t.rates[l] == 0 {
+				continue
+			}
+			need := int(float64(t.rates[l]) * upgradeHeadroom)
+			if cur >= 0 {
+				need -= t.rates[cur]
+			}
+			if need > left {
+				return need - left, i
+			}
+			break
+		}
+	}
+	return 0, -1
+}

@@ -151,17 +151,34 @@ type recvTrack struct {
 	count  atomic.Int64 // packets received
 	bytes  atomic.Int64
 	srs    []rtcp.SenderReport
+	// padding counts padding-only packets.
+	padding int
 }
 
 type recvPkt struct {
 	seq     uint16
 	ts      uint32
 	marker  bool
+	padding bool
 	payload []byte
 	at      time.Time
 }
 
+// snapshot returns the media packets received so far.
 func (r *recvTrack) snapshot() []recvPkt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]recvPkt, 0, len(r.pkts))
+	for _, p := range r.pkts {
+		if !p.padding {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// all returns every packet received so far, padding included.
+func (r *recvTrack) all() []recvPkt {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]recvPkt(nil), r.pkts...)
@@ -461,7 +478,13 @@ func (c *testClient) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			}
 			rt.count.Add(1)
 			rt.mu.Lock()
-			rt.pkts = append(rt.pkts, recvPkt{seq: p.SequenceNumber, ts: p.Timestamp, marker: p.Marker, payload: append([]byte(nil), p.Payload...), at: time.Now()})
+			if len(p.Payload) == 0 {
+				// Padding (the SFU probing bandwidth): numbered, empty.
+				rt.padding++
+				rt.pkts = append(rt.pkts, recvPkt{seq: p.SequenceNumber, ts: p.Timestamp, padding: true, at: time.Now()})
+			} else {
+				rt.pkts = append(rt.pkts, recvPkt{seq: p.SequenceNumber, ts: p.Timestamp, marker: p.Marker, payload: append([]byte(nil), p.Payload...), at: time.Now()})
+			}
 			rt.mu.Unlock()
 			select {
 			case rt.notify <- struct{}{}:

@@ -44,7 +44,19 @@ type downPeer struct {
 	ready atomic.Bool // transport up: packets written now arrive
 	once  sync.Once
 	wg    sync.WaitGroup
+
+	// Bandwidth probing (see participant.allocate): padding bytes still
+	// to send, and the video track to send them on.
+	probeBytes atomic.Int64
+	probeDT    atomic.Pointer[downTrack]
 }
+
+// Padding packets carry the most padding RTP allows; a few follow the end
+// of a frame.
+const (
+	padSize        = 255
+	maxPadPerFrame = 4
+)
 
 func newDownPeer(queue int) *downPeer {
 	p := &downPeer{q: make(chan item, queue), done: make(chan struct{})}
@@ -68,7 +80,16 @@ func (p *downPeer) run() {
 	for {
 		select {
 		case it := <-p.q:
-			it.dt.handle(it, buf)
+			if it.dt.handle(it, buf) && it.dt == p.probeDT.Load() {
+				// Probing: padding right after a frame ends, where no
+				// late packet of the frame can collide with its number.
+				for k := 0; k < maxPadPerFrame && p.probeBytes.Load() > 0; k++ {
+					if !it.dt.pad() {
+						break
+					}
+					p.probeBytes.Add(-padSize)
+				}
+			}
 		case <-p.done:
 			return
 		}
@@ -123,6 +144,7 @@ type downTrack struct {
 	maxLayer    atomic.Int32
 	dropped     atomic.Uint32
 	retransmits atomic.Uint64
+	padded      atomic.Uint64
 
 	// Writer-goroutine state.
 	started   bool
@@ -234,50 +256,52 @@ func (dt *downTrack) requestKeyframe() {
 	}
 }
 
-// handle runs on the downPeer's writer goroutine.
-func (dt *downTrack) handle(it item, buf []byte) {
+// handle runs on the downPeer's writer goroutine. It reports whether it
+// wrote the newest packet so far and that packet ends a frame.
+func (dt *downTrack) handle(it item, buf []byte) (frameEnd bool) {
 	if !dt.bound.Load() {
-		return
+		return false
 	}
 	if it.kind == itemRetransmit {
 		dt.retransmit(it.seq, buf)
-		return
+		return false
 	}
 	l := dt.up.layer(it.layer)
 	if l == nil {
-		return
+		return false
 	}
 	n, ok := l.cache.get(it.seq, buf)
 	if !ok {
 		if it.kind == itemSync {
 			dt.cur.CompareAndSwap(int32(it.layer), -1)
 		}
-		return
+		return false
 	}
 	b := buf[:n]
 	info, ok := parseRTP(b)
 	if !ok {
-		return
+		return false
 	}
 	now := time.Now()
 	if it.kind == itemSync {
 		dt.rebase(it, info, now)
 	} else if !dt.started || it.layer != dt.layer {
-		return // a packet of the layer we left
+		return false // a packet of the layer we left
 	}
 	// Sequence numbers wrap every 65536 packets (minutes of video), so
 	// compare them unwrapped against the keyframe we switched on: an older
 	// packet's number would collide with ones already sent.
 	ext := dt.lastExt + int64(int16(it.adj-uint16(dt.lastExt)))
 	if ext < dt.syncExt {
-		return
+		return false
 	}
 	if ext > dt.lastExt {
 		dt.lastExt = ext
 	}
 	outSeq := it.adj + dt.seqOffset
 	outTs := info.ts + dt.tsOffset
-	if seqAfter(outSeq, dt.lastSeq) {
+	newest := seqAfter(outSeq, dt.lastSeq)
+	if newest {
 		dt.lastSeq, dt.lastTs, dt.lastWall = outSeq, outTs, now
 	}
 	dt.hist[int(outSeq)%len(dt.hist)] = histEntry{out: outSeq, src: it.seq, ts: outTs, layer: it.layer, valid: true}
@@ -287,9 +311,10 @@ func (dt *downTrack) handle(it item, buf []byte) {
 		// start over at a later keyframe so the first one is not lost.
 		dt.started = false
 		dt.cur.Store(-1)
-		return
+		return false
 	}
 	dt.delivered = true
+	return newest && info.marker
 }
 
 // rebase makes the stream continue where this subscriber's last one ended:
@@ -313,6 +338,29 @@ func (dt *downTrack) rebase(it item, info rtpInfo, now time.Time) {
 	dt.lastExt = dt.syncExt
 	dt.layer = it.layer
 	dt.started = true
+}
+
+// pad sends one padding-only packet after the newest one, shifting the
+// numbering of what follows so the stream stays gap-free. Receivers drop
+// such packets before decoding; congestion control counts them.
+func (dt *downTrack) pad() bool {
+	if !dt.started || !dt.delivered {
+		return false
+	}
+	seq := dt.lastSeq + 1
+	h := &dt.hdr
+	*h = rtp.Header{
+		Version: 2, Padding: true, PaddingSize: padSize, PayloadType: dt.pt,
+		SequenceNumber: seq, Timestamp: dt.lastTs, SSRC: dt.ssrc, Extensions: h.Extensions[:0],
+	}
+	if n, err := dt.out.WriteRTP(h, nil); err != nil || n == 0 {
+		return false
+	}
+	dt.hist[int(seq)%len(dt.hist)] = histEntry{}
+	dt.lastSeq = seq
+	dt.seqOffset++
+	dt.padded.Add(1)
+	return true
 }
 
 func (dt *downTrack) retransmit(seq uint16, buf []byte) {

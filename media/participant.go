@@ -64,7 +64,12 @@ type participant struct {
 
 	estimator  atomic.Pointer[cc.BandwidthEstimator]
 	bwOverride atomic.Int64 // bits per second; tests inject here
-	joinedAt   time.Time
+
+	probeMu   sync.Mutex
+	probing   bool
+	probeFrom int       // estimate when this probe began (or last rose)
+	probeHold time.Time // no probing before this
+	joinedAt  time.Time
 }
 
 type layerPref struct {
@@ -884,6 +889,7 @@ func (p *participant) allocate() {
 		tracks = append(tracks, t)
 	}
 	targets := allocate(budget, tracks)
+	p.probe(budget, tracks, targets, video)
 	for i, dt := range video {
 		tgt := int32(targets[i])
 		dt.target.Store(tgt)
@@ -891,6 +897,70 @@ func (p *participant) allocate() {
 			dt.up.requestKeyframe(int8(tgt))
 		}
 	}
+}
+
+// Probing limits: the most padding sent to one subscriber, and how long
+// to hold off after probing made the estimate fall.
+const (
+	maxProbeRate = 500_000
+	probeBackoff = 10 * time.Second
+)
+
+// probe pads this subscriber's video towards the rate its next layer
+// needs while the estimate is short of it. Pion's congestion controller
+// never raises its estimate beyond 1.5 times what it sees sent, so a
+// subscriber moved down to a small layer would otherwise stay there after
+// the network recovers. If the estimate falls while probing, the link is
+// full: stop and wait.
+func (p *participant) probe(budget int, tracks []allocTrack, targets []int, video []*downTrack) {
+	p.probeMu.Lock()
+	defer p.probeMu.Unlock()
+	if p.down == nil {
+		return
+	}
+	now := time.Now()
+	stop := func() {
+		p.probing = false
+		p.down.probeBytes.Store(0)
+		p.down.probeDT.Store(nil)
+	}
+	if p.bwOverride.Load() > 0 || p.estimator.Load() == nil || now.Before(p.probeHold) {
+		stop()
+		return
+	}
+	need, i := probeNeed(budget, tracks, targets)
+	if need <= 0 {
+		stop()
+		return
+	}
+	est := p.bandwidth()
+	if p.probing && est < p.probeFrom*9/10 {
+		p.probeHold = now.Add(probeBackoff)
+		stop()
+		return
+	}
+	if !p.probing || est > p.probeFrom {
+		p.probing, p.probeFrom = true, est
+	}
+	// Pad on the constrained track if it flows, else on any that does.
+	dt := video[i]
+	if targets[i] < 0 || dt.cur.Load() < 0 {
+		dt = nil
+		for j, v := range video {
+			if targets[j] >= 0 && v.cur.Load() >= 0 {
+				dt = v
+				break
+			}
+		}
+	}
+	if dt == nil {
+		stop()
+		return
+	}
+	rate := min(need*5/4, maxProbeRate)
+	// Enough for the time until the next allocation.
+	p.down.probeBytes.Store(int64(rate / 8 / 2))
+	p.down.probeDT.Store(dt)
 }
 
 // teardown runs once, on the serving goroutine, after readLoop returned.

@@ -83,9 +83,15 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // arrived.
 func checkIntact(t *testing.T, rt *recvTrack, s *synthSender) int {
 	t.Helper()
-	pkts := rt.snapshot()
+	pkts := rt.all()
 	seen := map[uint16]bool{}
+	n := 0
 	for _, p := range pkts {
+		if p.padding {
+			seen[p.seq] = true
+			continue
+		}
+		n++
 		key := synthKey(p.payload)
 		want, ok := s.sentPayload(key)
 		if !ok {
@@ -113,7 +119,7 @@ func checkIntact(t *testing.T, rt *recvTrack, s *synthSender) int {
 			t.Errorf("%s: %d holes in sequence numbers %d..%d", rt.key, holes, first, last)
 		}
 	}
-	return len(pkts)
+	return n
 }
 
 func TestForwardIntactToSubscribers(t *testing.T) {
@@ -294,6 +300,20 @@ func layersSince(rt *recvTrack, from int) []int {
 	return out
 }
 
+// steadyLayer is the layer of the last k packets if they agree, else -1.
+func steadyLayer(pkts []recvPkt, k int) int {
+	if len(pkts) < k {
+		return -1
+	}
+	l := synthLayer(pkts[len(pkts)-1].payload)
+	for _, p := range pkts[len(pkts)-k:] {
+		if synthLayer(p.payload) != l {
+			return -1
+		}
+	}
+	return l
+}
+
 func waitLayer(t *testing.T, rt *recvTrack, want int, within time.Duration) int {
 	t.Helper()
 	var last int
@@ -302,8 +322,13 @@ func waitLayer(t *testing.T, rt *recvTrack, want int, within time.Duration) int 
 		pkts := rt.snapshot()
 		if len(pkts) > 0 {
 			last = synthLayer(pkts[len(pkts)-1].payload)
-			if last == want {
-				return len(pkts) - 1
+			// Settled on it: not just a late retransmission.
+			if k := steadyLayer(pkts, 10); k == want {
+				i := len(pkts) - 1
+				for i > 0 && synthLayer(pkts[i-1].payload) == want {
+					i--
+				}
+				return i
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -1000,7 +1025,7 @@ func TestRTCPReports(t *testing.T) {
 	}
 }
 
-func TestCongestionControlDrivesLayers(t *testing.T) {
+func TestCongestionControlDrivesLayersAndProbingRecovers(t *testing.T) {
 	leakCheck(t)
 	ts := newTestServer(t, nil)
 	d := &dropper{rnd: rand.New(rand.NewPCG(1, 2)), dropped: map[uint16]bool{}}
@@ -1012,8 +1037,7 @@ func TestCongestionControlDrivesLayers(t *testing.T) {
 	// No override: pion's GCC estimate alone decides. A clean path first:
 	// above the quarter layer.
 	waitFor(t, 5*time.Second, "a layer above the quarter", func() bool {
-		pk := rt.snapshot()
-		return len(pk) > 0 && synthLayer(pk[len(pk)-1].payload) > 0
+		return steadyLayer(rt.snapshot(), 10) > 0
 	})
 	// Then a lossy one, as transport-wide CC feedback sees it: 30% of the
 	// video never arrives the first time.
@@ -1025,5 +1049,24 @@ func TestCongestionControlDrivesLayers(t *testing.T) {
 	t.Logf("GCC estimate under 30%% loss: %d bit/s", est)
 	if est >= 500_000 {
 		t.Errorf("estimate %d did not fall below the half layer", est)
+	}
+
+	// The loss ends. The quarter layer alone would never show GCC more
+	// bandwidth (it caps its estimate at 1.5x what it sees sent), so the
+	// SFU pads towards the next layer until the estimate gets there.
+	d.mu.Lock()
+	d.ratio = 0
+	d.mu.Unlock()
+	start := time.Now()
+	waitFor(t, 25*time.Second, "a layer above the quarter again", func() bool {
+		return steadyLayer(rt.snapshot(), 10) > 0
+	})
+	rt.mu.Lock()
+	padding := rt.padding
+	rt.mu.Unlock()
+	t.Logf("back above the quarter layer after %v, estimate %d bit/s, %d padding packets",
+		time.Since(start).Round(100*time.Millisecond), (*p.estimator.Load()).GetTargetBitrate(), padding)
+	if padding == 0 {
+		t.Error("no probing padding was sent")
 	}
 }
