@@ -278,6 +278,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("parley: %w", err)
 	}
 	s.xmpp = x
+	x.Extend(nil, xmppsrv.AccountServices(x)) // PEP, private XML storage, blocking
 	if err := s.newMeetings(base, filesDir); err != nil {
 		x.Shutdown(context.Background())
 		fs.Close()

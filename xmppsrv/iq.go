@@ -45,10 +45,14 @@ func (srv *Server) handleIQ(s *Session, el *Element, to jid.JID) {
 		s.send(errorReply(el, "bad-request", "iq type must be get, set, result or error"))
 		return
 	}
+	if srv.refuseBlocked(s, el, to) {
+		return
+	}
 	switch {
 	case to.IsZero() || srv.isServer(to) || to == s.bare:
 		if typ == "result" || typ == "error" {
-			return // answers to our pings
+			srv.answered(s.full, el.Get("id"), el) // answers to our pings and queries
+			return
 		}
 		srv.serverIQ(s, el, to)
 	case srv.isUpload(to):
@@ -93,10 +97,11 @@ func (srv *Server) serverIQ(s *Session, el *Element, to jid.JID) {
 		s.send(errorReply(el, "not-allowed", "this session already has a resource"))
 	case p.Space == nsDiscoI && p.Local == "query" && get:
 		if toAccount {
-			srv.accountDisco(s, el, p)
+			srv.accountDisco(s, el, p, s.bare)
 			return
 		}
 		srv.serverDisco(s, el, p)
+	case p.Space == nsDiscoIt && p.Local == "query" && get && toAccount && srv.extDiscoItems(s, el, s.bare, p.Get("node")):
 	case p.Space == nsDiscoIt && p.Local == "query" && get:
 		q := NewElement(nsDiscoIt, "query")
 		if n := p.Get("node"); n != "" {
@@ -168,7 +173,8 @@ func (srv *Server) accountIQ(s *Session, el *Element, to jid.JID) {
 	case p.Space == nsVCard && p.Local == "vCard" && get:
 		srv.vcardGet(s, el, to)
 	case p.Space == nsDiscoI && p.Local == "query" && get:
-		srv.accountDisco(s, el, p)
+		srv.accountDisco(s, el, p, to.Bare())
+	case p.Space == nsDiscoIt && p.Local == "query" && get && srv.extDiscoItems(s, el, to.Bare(), p.Get("node")):
 	case p.Space == nsPing && p.Local == "ping":
 		s.send(iqResult(el, nil).Bytes(nsClient))
 	case srv.handlers[p.Space] != nil && srv.handlers[p.Space].HandleIQ(s, el, p, to.Bare()):
@@ -178,25 +184,39 @@ func (srv *Server) accountIQ(s *Session, el *Element, to jid.JID) {
 }
 
 func (srv *Server) serverDisco(s *Session, el, p *Element) {
-	if p.Get("node") != "" {
+	node := p.Get("node")
+	if node != "" && node != capsNode+"#"+srv.capsVer() {
 		s.send(errorReply(el, "item-not-found", "no such node"))
 		return
 	}
+	q := srv.serverInfo()
+	q.Set("node", node)
+	s.send(iqResult(el, q).Bytes(nsClient))
+}
+
+// serverInfo is the server's disco#info (XEP-0030), also hashed into its
+// entity capabilities (XEP-0115).
+func (srv *Server) serverInfo() *Element {
 	q := NewElement(nsDiscoI, "query")
 	q.Add(NewElement(nsDiscoI, "identity", "category", "server", "type", "im", "name", "Parley"))
 	for _, f := range append(append([]string(nil), serverFeatures...), srv.extendedFeatures()...) {
 		q.Add(NewElement(nsDiscoI, "feature", "var", f))
 	}
-	s.send(iqResult(el, q).Bytes(nsClient))
+	return q
 }
 
-func (srv *Server) accountDisco(s *Session, el, p *Element) {
-	if p.Get("node") != "" {
-		s.send(errorReply(el, "item-not-found", "no such node"))
+func (srv *Server) accountDisco(s *Session, el, p *Element, owner jid.JID) {
+	if node := p.Get("node"); node != "" {
+		if !srv.extDiscoNode(s, el, owner, node) {
+			s.send(errorReply(el, "item-not-found", "no such node"))
+		}
 		return
 	}
 	q := NewElement(nsDiscoI, "query")
 	q.Add(NewElement(nsDiscoI, "identity", "category", "account", "type", "registered"))
+	for _, id := range srv.accountIdentities() {
+		q.Add(NewElement(nsDiscoI, "identity", "category", id[0], "type", id[1]))
+	}
 	for _, f := range append([]string{nsDiscoI, nsVCard, nsMAM, nsMAMExt, nsSID, nsFulltext}, srv.accountFeatures()...) {
 		q.Add(NewElement(nsDiscoI, "feature", "var", f))
 	}
@@ -404,6 +424,7 @@ func (srv *Server) vcardSet(s *Session, el, v *Element) {
 		return
 	}
 	s.send(iqResult(el, nil).Bytes(nsClient))
+	srv.vcardStored(s, v)
 }
 
 // handleBind binds a resource (RFC 6120 7.6): the client's choice, or a

@@ -26,8 +26,8 @@ func (srv *Server) handlePresence(s *Session, el *Element, to jid.JID) {
 		}
 		st, _ := roster.ParseSubType(typ)
 		contact := to.Bare()
-		if contact == s.bare {
-			return
+		if contact == s.bare || srv.blockedPair(s.full, contact) {
+			return // XEP-0191: presence to or from a blocked contact goes nowhere, silently
 		}
 		if !srv.Local(contact.Domain()) {
 			s.send(errorReply(el, "remote-server-not-found", "contacts on other servers are not enabled here ("+contact.Domain()+")"))
@@ -157,6 +157,9 @@ func (srv *Server) fanOut(s *Session, b []byte, directed map[jid.JID]bool, subsc
 			return
 		}
 		seen[r] = true
+		if srv.blockedPair(s.full, r.full) {
+			return
+		}
 		if r.isAvailable() {
 			r.deliverPresence(s.full.String(), withTo(b, r.full.String()))
 		}
@@ -216,7 +219,7 @@ func (srv *Server) initialPresence(s *Session) {
 	ctx := s.ctx()
 	to := s.full.String()
 	sendFrom := func(r *Session) {
-		if r == s {
+		if r == s || srv.blockedPair(s.full, r.full) {
 			return
 		}
 		if p := r.currentPresence(); p != nil {
@@ -250,6 +253,9 @@ func (srv *Server) initialPresence(s *Session) {
 		srv.log.Error("pending subscription requests", "user", s.bare.String(), "err", err)
 	}
 	for _, p := range pending {
+		if srv.blockedPair(s.full, p.From) {
+			continue
+		}
 		e := NewElement(nsClient, "presence", "type", "subscribe", "from", p.From.String(), "to", s.bare.String())
 		if p.Status != "" {
 			e.Add(NewElement(nsClient, "status").AddText(p.Status))
@@ -286,7 +292,7 @@ func (srv *Server) deliverOffline(s *Session) {
 
 // directed handles presence to a specific entity (RFC 6121 4.6).
 func (srv *Server) directed(s *Session, el *Element, to jid.JID, typ string) {
-	if srv.isServer(to) || !srv.Local(to.Domain()) {
+	if srv.isServer(to) || !srv.Local(to.Domain()) || srv.blockedPair(s.full, to) {
 		return
 	}
 	b := el.Bytes(nsClient)
@@ -314,6 +320,9 @@ func (srv *Server) probe(s *Session, to jid.JID) {
 		return
 	}
 	owner := to.Bare()
+	if srv.blockedPair(s.full, owner) {
+		return
+	}
 	if owner != s.bare {
 		ok, err := srv.cfg.Roster.CanSee(s.ctx(), s.bare, owner)
 		if err != nil || !ok {
@@ -372,7 +381,7 @@ func (srv *Server) subscriptionIn(owner, from jid.JID, st roster.SubType, status
 	if in.Push != nil {
 		srv.pushRoster(owner, in.Push, false)
 	}
-	if in.Deliver {
+	if in.Deliver && !srv.blockedPair(owner, from) {
 		e := NewElement(nsClient, "presence", "type", st.String(), "from", from.String(), "to", owner.String())
 		if status != "" {
 			e.Add(NewElement(nsClient, "status").AddText(status))
@@ -409,7 +418,7 @@ func (srv *Server) sendPresenceOf(owner, to jid.JID) {
 			continue
 		}
 		for _, t := range targets {
-			if t.isAvailable() {
+			if t.isAvailable() && !srv.blockedPair(r.full, t.full) {
 				t.deliverPresence(r.full.String(), withTo(p, t.full.String()))
 			}
 		}
@@ -423,7 +432,7 @@ func (srv *Server) sendUnavailableOf(owner, to jid.JID) {
 			continue
 		}
 		for _, t := range targets {
-			if t.isAvailable() {
+			if t.isAvailable() && !srv.blockedPair(r.full, t.full) {
 				t.deliverPresence(r.full.String(), []byte(`<presence type="unavailable" from="`+AttrEscape(r.full.String())+`" to="`+AttrEscape(t.full.String())+`"/>`))
 			}
 		}

@@ -32,6 +32,9 @@ func (srv *Server) route(s *Session, el *Element) error {
 		}
 		el.Set("to", to.String())
 	}
+	if el.Local == "presence" {
+		srv.watchPresence(s, el, to)
+	}
 	if c := srv.component(to); c != nil {
 		c.Handle(s, el, to)
 		return nil
@@ -65,6 +68,9 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 	}
 	if srv.isServer(to) || srv.isUpload(to) {
 		return // nothing here takes messages addressed to the server
+	}
+	if srv.refuseBlocked(s, el, to) {
+		return
 	}
 	target, err := srv.cfg.Chat.Resolve(s.ctx(), to.Bare())
 	if err != nil {
@@ -309,7 +315,7 @@ func (srv *Server) aliasFanout(s *Session, el *Element, alias jid.JID, target ch
 	}
 	var targets []copyTo
 	for _, m := range target.Members {
-		if m == s.bare {
+		if m == s.bare || srv.blockedPair(s.full, m) {
 			continue
 		}
 		if best := mostAvailable(srv.router.Resources(m.String())); len(best) > 0 {

@@ -146,6 +146,7 @@ type Server struct {
 	archiver   *archiver
 	components map[string]Component      // see Extend
 	handlers   map[string]AccountHandler // see Extend
+	ext        ext                       // optional abilities of handlers, see Extend
 	states     chan func()               // receipt and marker bookkeeping, off the hot path
 	statesDone chan struct{}
 	drainOnce  sync.Once

@@ -391,6 +391,7 @@ func (s *Session) features() []byte {
 		b.WriteString(`<sub xmlns="` + nsPreAppr + `"/>`)
 		b.WriteString(`<sm xmlns="` + nsSM + `"/>`)
 		b.WriteString(`<csi xmlns="` + nsCSI + `"/>`)
+		b.WriteString(s.srv.capsFeature())
 	}
 	b.WriteString("</stream:features>")
 	return []byte(b.String())
