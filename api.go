@@ -179,3 +179,39 @@ func (s *Server) serveCardImage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "private, max-age=3600")
 	w.Write(b)
 }
+
+// serveConversations answers GET /api/conversations?with=address: the
+// caller's past chat sessions with a contact, newest first, each with its
+// time span and archive ids, so the panel can list them and open one
+// (a MAM query between the ids).
+func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request) {
+	user, ok := s.apiUser(w, r)
+	if !ok {
+		return
+	}
+	with, err := jid.Parse(r.URL.Query().Get("with"))
+	if err != nil || with.Local() == "" {
+		apiError(w, http.StatusBadRequest, "with must be a contact's address")
+		return
+	}
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	convs, err := s.chat.Conversations(r.Context(), user, with.Bare(), limit)
+	if err != nil {
+		s.log.Error("listing conversations", "user", user.String(), "err", err)
+		apiError(w, http.StatusBadGateway, "the history is unavailable; try again")
+		return
+	}
+	type conv struct {
+		Start    time.Time `json:"start"`
+		End      time.Time `json:"end"`
+		FirstID  string    `json:"first_id"`
+		LastID   string    `json:"last_id"`
+		Messages int       `json:"messages"`
+		Preview  string    `json:"preview"`
+	}
+	out := make([]conv, 0, len(convs))
+	for _, c := range convs {
+		out = append(out, conv{c.Start, c.End, c.FirstID, c.LastID, c.Messages, c.Preview})
+	}
+	apiJSON(w, map[string]any{"conversations": out})
+}

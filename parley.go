@@ -291,6 +291,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.Handle("/ws", x.WebSocketHandler())
 	s.mux.HandleFunc("/api/search", s.serveSearch)
 	s.mux.HandleFunc("/api/files", s.serveFiles)
+	s.mux.HandleFunc("/api/conversations", s.serveConversations)
 	s.mux.HandleFunc("/api/linkcard", s.serveLinkCard)
 	s.mux.HandleFunc("/api/linkcard/image", s.serveCardImage)
 	s.mux.Handle("/files/", http.StripPrefix("/files", fs.Handler()))
@@ -338,8 +339,9 @@ func (s *Server) Chat() *chat.Service { return s.chat }
 // /meetings/, XMPP over WebSocket (RFC 7395) at /ws; shared files (uploads,
 // downloads, previews, thumbnails) under /files/; and, for the host's own
 // pages (authenticated by the webmail session, see RequestAuthenticator),
-// a directory search at /api/search?q=, the files exchanged with a contact
-// at /api/files?with=, and link previews at /api/linkcard?url=.
+// a directory search at /api/search?q=, past chat sessions with a contact
+// at /api/conversations?with=, the files exchanged with a contact at
+// /api/files?with=, and link previews at /api/linkcard?url=.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // WellKnownHandler serves XEP-0156 discovery (host-meta and

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,9 +14,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parleyhq/parley"
 	"github.com/parleyhq/parley/account/memdir"
+	"github.com/parleyhq/parley/storage"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -192,5 +196,38 @@ func TestLinkCardWithImageThroughOurOrigin(t *testing.T) {
 	}
 	if rec := get("/api/linkcard/image?url=" + url.QueryEscape(site.URL+"/fake.png")); rec.Code != http.StatusNoContent {
 		t.Fatalf("a script posing as a picture: %d", rec.Code)
+	}
+}
+
+func TestConversationsAPI(t *testing.T) {
+	d := memdir.New()
+	d.AddUser("alice@example.com", "Alice", "pw", true)
+	d.AddUser("bob@example.com", "Bob", "pw", true)
+	s, err := parley.New(parley.Config{Domains: []string{"example.com"}, Directory: d, Authenticator: sessionAuth{d}, AllowUnencrypted: true, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	base := time.Now().Add(-3 * time.Hour)
+	for i, at := range []time.Time{base, base.Add(time.Minute), base.Add(2 * time.Hour)} {
+		id := s.Chat().NewID()
+		m := storage.ArchivedMessage{Owner: "alice@example.com", With: "bob@example.com", ID: id, Stamp: at, Body: fmt.Sprintf("hello %d", i), Data: []byte("<message/>")}
+		if err := s.Chat().Archive(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := httptest.NewRequest("GET", "/api/conversations?with=bob@example.com", nil)
+	req.Header.Set("X-Test-User", "alice@example.com")
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	var got struct {
+		Conversations []struct {
+			Messages int
+			Preview  string
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || len(got.Conversations) != 2 ||
+		got.Conversations[0].Preview != "hello 2" || got.Conversations[1].Messages != 2 {
+		t.Fatalf("conversations: %d %s", rec.Code, rec.Body.String())
 	}
 }
