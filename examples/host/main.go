@@ -83,6 +83,7 @@ type options struct {
 	publicURL                      string
 	allowPrivateLinks              bool
 	pprofAddr                      string
+	sessionGap                     time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.domainRoster, "domain-roster", true, "every chat-enabled user of the domain sees every other one")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.allowUnencrypted, "allow-unencrypted", false, "let XMPP clients log in without TLS (for tests on loopback only)")
+	fs.DurationVar(&o.sessionGap, "session-gap", 0, "quiet `time` that ends a chat session in the history list; 0 means Parley's default, 30m")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "loopback `address` for Go profiling endpoints (net/http/pprof), for measuring")
 	fs.BoolVar(&o.allowPrivateLinks, "allow-private-links", false, "let link previews fetch pages on loopback and private addresses (for tests only)")
 	fs.StringVar(&o.publicURL, "public-url", "", "`URL` at which clients reach /parley/ (default: https://<the HTTPS listener>/parley)")
@@ -182,6 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AllowPrivateLinks:   o.allowPrivateLinks,
 		DisableDomainRoster: !o.domainRoster,
 		ResumeTimeout:       o.resumeTimeout,
+		SessionGap:          o.sessionGap,
 		Logger:              log,
 	})
 	if err != nil {
