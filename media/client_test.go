@@ -636,6 +636,8 @@ type synthSpec struct {
 	level uint8
 	// h264 sends H.264 (STAP-A with SPS and PPS, then FU-A) instead of VP8.
 	h264 bool
+	// vp9 sends VP9 payload descriptors (one spatial layer) instead.
+	vp9 bool
 }
 
 // synthSender sends synthetic RTP: Opus-shaped audio every 20 ms, or VP8
@@ -679,6 +681,9 @@ func newSynthSender(c *testClient, pc *webrtc.PeerConnection, sp synthSpec) *syn
 	if sp.h264 {
 		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	}
+	if sp.vp9 {
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"}
 	}
 	if sp.source == SourceMic {
 		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
@@ -920,6 +925,20 @@ func (s *synthSender) runVideo(layer int) {
 			desc := []byte{0x80, 0x80, byte(pid>>8) | 0x80, byte(pid)}
 			if start == 0 {
 				desc[0] |= 0x10 // S: start of partition 0
+			}
+			if s.spec.vp9 {
+				// I (picture id), P for inter frames, B and E at the
+				// frame's first and last packet; non-flexible, no layers.
+				desc = []byte{0x80, byte(pid>>8) | 0x80, byte(pid)}
+				if !key {
+					desc[0] |= 0x40
+				}
+				if start == 0 {
+					desc[0] |= 0x08
+				}
+				if end == len(body) {
+					desc[0] |= 0x04
+				}
 			}
 			mark := fmt.Sprintf("v:%s:%d:%d:%d;", s.trackID, li, frame, p)
 			payload := append([]byte(nil), desc...)

@@ -398,9 +398,22 @@ func TestModeratorMuteStopsAudio(t *testing.T) {
 	mod := dialClient(t, ts, "room/mod/moderator", clientOpts{})
 	sub := dialClient(t, ts, "room/sub", clientOpts{})
 	talker := dialClient(t, ts, "room/talker", clientOpts{})
-	audio := talker.publish(synthSpec{source: SourceMic, level: 20})[0]
+	audio := talker.publish(synthSpec{source: SourceMic, level: 20}, synthSpec{source: SourceCamera})[0]
 	rt := sub.track("talker/mic", 5*time.Second)
+	cam := sub.track("talker/camera", 5*time.Second)
 	waitFor(t, 2*time.Second, "audio", func() bool { return len(rt.snapshot()) > 10 })
+
+	// Stopping video: the camera stops, the audio goes on.
+	mod.send(map[string]any{"type": "moderate", "action": "stopVideo", "participant": "talker"})
+	sub.waitEvent(EventMute, 2*time.Second, func(e Event) bool { return e.Source == SourceCamera && e.Blocked })
+	time.Sleep(200 * time.Millisecond)
+	nc, na := len(cam.snapshot()), len(rt.snapshot())
+	time.Sleep(500 * time.Millisecond)
+	if len(cam.snapshot()) != nc || len(rt.snapshot()) < na+15 {
+		t.Errorf("after stopVideo: %d more video and %d more audio packets", len(cam.snapshot())-nc, len(rt.snapshot())-na)
+	}
+	mod.send(map[string]any{"type": "moderate", "action": "allowVideo", "participant": "talker"})
+	waitFor(t, 2*time.Second, "video allowed again", func() bool { return len(cam.snapshot()) > nc+5 })
 
 	// A participant may not moderate.
 	sub.send(map[string]any{"type": "moderate", "action": "mute", "participant": "talker"})
@@ -414,11 +427,15 @@ func TestModeratorMuteStopsAudio(t *testing.T) {
 	})
 
 	mod.send(map[string]any{"type": "moderate", "action": "mute", "participant": "talker"})
-	ev := sub.waitEvent(EventMute, 2*time.Second, func(e Event) bool { return e.Participant == "talker" && e.Blocked })
+	ev := sub.waitEvent(EventMute, 2*time.Second, func(e Event) bool {
+		return e.Participant == "talker" && e.Blocked && e.Source == SourceMic
+	})
 	if !ev.Muted || ev.By != "mod" || ev.Source != SourceMic {
 		t.Errorf("mute event %+v", ev)
 	}
-	talker.waitEvent(EventMute, 2*time.Second, func(e Event) bool { return e.Participant == "talker" && e.Blocked })
+	talker.waitEvent(EventMute, 2*time.Second, func(e Event) bool {
+		return e.Participant == "talker" && e.Blocked && e.Source == SourceMic
+	})
 	time.Sleep(200 * time.Millisecond)
 	n := len(rt.snapshot())
 	// The talker trying to unmute themselves changes nothing.
@@ -793,6 +810,27 @@ func TestH264IsForwardedWhenNegotiated(t *testing.T) {
 	defer sub.mu.Unlock()
 	for _, ti := range sub.mids {
 		if ti.Track == "pub/camera" && !strings.EqualFold(ti.Codec, "video/H264") {
+			t.Errorf("offered codec %s", ti.Codec)
+		}
+	}
+}
+
+func TestVP9IsForwardedWhenNegotiated(t *testing.T) {
+	leakCheck(t)
+	ts := newTestServer(t, nil)
+	sub := dialClient(t, ts, "room/sub", clientOpts{})
+	pub := dialClient(t, ts, "room/pub", clientOpts{})
+	v := pub.publish(synthSpec{source: SourceCamera, vp9: true})[0]
+	rt := sub.track("pub/camera", 5*time.Second)
+	waitFor(t, 3*time.Second, "VP9 video", func() bool { return len(rt.snapshot()) > 30 })
+	checkIntact(t, rt, v)
+	if k, _, _ := keyframeStart(codecVP9, rt.snapshot()[0].payload); !k {
+		t.Error("VP9 did not start on a keyframe")
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for _, ti := range sub.mids {
+		if ti.Track == "pub/camera" && !strings.EqualFold(ti.Codec, "video/VP9") {
 			t.Errorf("offered codec %s", ti.Codec)
 		}
 	}
