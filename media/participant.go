@@ -85,6 +85,10 @@ type outMsg struct {
 
 const sendQueue = 256
 
+// maxClientEntries bounds what a client can make the SFU remember (track
+// sources, layer preferences).
+const maxClientEntries = 256
+
 func newParticipant(s *SFU, conn *websocket.Conn, g Grant) *participant {
 	ctx, cancel := context.WithCancel(s.ctx)
 	return &participant{
@@ -382,7 +386,7 @@ func (p *participant) remoteCandidate(m clientMsg) error {
 func (p *participant) onPubOffer(m clientMsg) error {
 	p.mu.Lock()
 	for id, s := range m.Sources {
-		if s.valid() {
+		if s.valid() && len(p.sources) < maxClientEntries {
 			p.sources[id] = s
 		}
 	}
@@ -794,7 +798,9 @@ func (p *participant) setLayerPref(m clientMsg) {
 		pref.maxLayer = *m.MaxLayer
 	}
 	p.subMu.Lock()
-	p.prefs[m.Track] = pref
+	if _, ok := p.prefs[m.Track]; ok || len(p.prefs) < maxClientEntries {
+		p.prefs[m.Track] = pref
+	}
 	var dt *downTrack
 	for up, d := range p.downs {
 		if up.key == m.Track {
