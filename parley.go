@@ -18,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/files"
 	"github.com/parleyhq/parley/jid"
 	"github.com/parleyhq/parley/meeting"
+	"github.com/parleyhq/parley/muc"
 	"github.com/parleyhq/parley/roster"
 	"github.com/parleyhq/parley/storage"
 	"github.com/parleyhq/parley/storage/boltstore"
@@ -145,6 +146,12 @@ type Config struct {
 	HistoryLines int
 	HistoryDays  int
 	SessionGap   time.Duration
+
+	// AliasRooms offers every mail alias as a persistent chat room of its
+	// members: sales@example.com is the room sales@conference.example.com,
+	// named after the alias and open to its members only. Users create
+	// other rooms on conference.<domain> either way (XEP-0045).
+	AliasRooms bool
 }
 
 // Server is Parley embedded in a mail host. Create it with New, hand it
@@ -278,6 +285,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("parley: %w", err)
 	}
 	s.xmpp = x
+	x.Extend([]xmppsrv.Component{xmppsrv.NewMUC(x, muc.Config{AliasRooms: cfg.AliasRooms})}, nil)
 	x.Extend(nil, xmppsrv.AccountServices(x)) // PEP, private XML storage, blocking
 	if err := s.newMeetings(base, filesDir); err != nil {
 		x.Shutdown(context.Background())
