@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/at-wat/ebml-go"
 	"github.com/at-wat/ebml-go/webm"
@@ -638,6 +639,14 @@ func TestVanishedParticipantIsRemoved(t *testing.T) {
 	watcher.track("gone/camera", 5*time.Second)
 	watcher.send(map[string]any{"type": "mute", "source": "mic", "muted": true}) // keep the watcher busy
 
+	// Its server-side state, held weakly so the test does not keep it.
+	sp := ts.sfu.room("room").get("gone")
+	wp := weak.Make(sp)
+	sp.mu.Lock()
+	wu := weak.Make(sp.ups[SourceCamera])
+	sp.mu.Unlock()
+	sp = nil
+
 	// The lid shuts: media stops without a goodbye, the WebSocket falls
 	// silent without closing.
 	start := time.Now()
@@ -662,6 +671,12 @@ func TestVanishedParticipantIsRemoved(t *testing.T) {
 	if ts.sfu.room("room").get("gone") != nil {
 		t.Error("still in the room")
 	}
+	// Its memory is free: nothing in the SFU (or pion) still refers to
+	// the participant or its camera track.
+	waitFor(t, 5*time.Second, "the participant's memory to be collected", func() bool {
+		runtime.GC()
+		return wp.Value() == nil && wu.Value() == nil
+	})
 	fc.Conn.Close()
 }
 
