@@ -105,6 +105,16 @@ func (h *harness) withCaps(user, resource string, features ...string) *client {
 		}
 		return e.Local == "presence" && e.Get("from") == c.jid && e.Get("type") == ""
 	})
+	// The server reads this connection in order: after the ping's
+	// answer, it has taken the capabilities too.
+	c.send(`<iq type='get' id='capsync'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	c.expect("ping", func(e *Element) bool {
+		if e.Local == "iq" && e.Get("type") == "get" && e.Child(nsDiscoI, "query") != nil {
+			c.answerCaps(e)
+			return false
+		}
+		return isIQResult("capsync")(e)
+	})
 	return c
 }
 
