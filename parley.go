@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/chat"
 	"github.com/parleyhq/parley/files"
 	"github.com/parleyhq/parley/jid"
+	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/meeting"
 	"github.com/parleyhq/parley/muc"
 	"github.com/parleyhq/parley/roster"
@@ -105,6 +106,26 @@ type Config struct {
 	Appointments   meeting.AppointmentChecker
 	MeetingSweepAt time.Duration
 
+	// Meetings' audio and video go through Parley's SFU (package media):
+	// every participant reaches it on one UDP port, MediaUDPAddr, default
+	// ":7882" (DefaultMediaUDPAddr; open UDP 7882 in the firewall). If
+	// the default port is taken (a second Server in one process) a free
+	// one is used and a warning logged; a MediaUDPAddr given here that
+	// cannot be opened fails New. "127.0.0.1:0" suits tests.
+	MediaUDPAddr string
+	// MediaTCPAddr adds ICE over TCP on one port, for networks that block
+	// UDP (":7882" too, say). Default: off.
+	MediaTCPAddr string
+	// MediaPublicIPs are the addresses browsers should use when the host
+	// is behind a 1:1 NAT (a cloud VM with a private address).
+	MediaPublicIPs []string
+	// MediaICEServers are the STUN and TURN servers handed to browsers;
+	// a TURN server with a Secret gets credentials that expire.
+	MediaICEServers []media.ICEServer
+	// DisableMedia turns audio and video off (and Media returns nil);
+	// meeting pages keep their chat and files.
+	DisableMedia bool
+
 	// Store keeps rosters, offline messages and user data. Nil means a
 	// bbolt file, parley.db, under DataDir.
 	Store storage.Store
@@ -168,6 +189,8 @@ type Server struct {
 	xmpp    *xmppsrv.Server
 	files   *files.Service
 	meet    *meeting.Service
+	media   *media.SFU
+	bridge  *mediaBridge
 	stopBG  context.CancelFunc
 	metrics *xmppsrv.Metrics
 	mux     *http.ServeMux
@@ -293,8 +316,19 @@ func New(cfg Config) (*Server, error) {
 		s.closeStore()
 		return nil, err
 	}
+	if err := s.newMedia(filesDir); err != nil {
+		s.stopBG()
+		s.meet.Close()
+		x.Shutdown(context.Background())
+		fs.Close()
+		s.closeStore()
+		return nil, err
+	}
 	s.mux = http.NewServeMux()
 	s.mux.Handle("/meetings/", s.meet.Handler())
+	if s.media != nil {
+		s.mux.Handle("/media/ws", s.media.Handler())
+	}
 	s.mux.Handle("/panel/", http.StripPrefix("/panel", web.PanelHandler()))
 	s.mux.Handle("/ws", x.WebSocketHandler())
 	s.mux.HandleFunc("/api/search", s.serveSearch)
@@ -344,7 +378,8 @@ func (s *Server) Chat() *chat.Service { return s.chat }
 //
 // It serves the webmail chat panel (<parley-chat>, see web/panel) under
 // /panel/, online meetings (pages, JSON API, live events) under
-// /meetings/, XMPP over WebSocket (RFC 7395) at /ws; shared files (uploads,
+// /meetings/, their audio and video signalling (package media) at
+// /media/ws, XMPP over WebSocket (RFC 7395) at /ws; shared files (uploads,
 // downloads, previews, thumbnails) under /files/; and, for the host's own
 // pages (authenticated by the webmail session, see RequestAuthenticator),
 // a directory search at /api/search?q=, past chat sessions with a contact
@@ -401,11 +436,14 @@ func (s *Server) MetricsHandler() http.Handler {
 }
 
 // Shutdown closes every XMPP stream cleanly (what is queued for a client
-// is flushed first, then the stream ends with system-shutdown), then closes
-// the store Parley opened. It returns when all is closed or ctx ends.
+// is flushed first, then the stream ends with system-shutdown), ends the
+// meetings' audio and video (recordings in progress are finished and
+// stored), then closes the store Parley opened. It returns when all is
+// closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.xmpp.Shutdown(ctx)
 	s.stopBG()
+	s.closeMedia()
 	s.meet.Close()
 	s.files.Close()
 	if cerr := s.closeStore(); err == nil {
