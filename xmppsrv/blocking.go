@@ -20,13 +20,35 @@ type blocking struct {
 	srv *Server
 
 	mu     sync.RWMutex
-	lists  map[string]map[string]bool // owner bare JID -> blocked JIDs (empty when none)
+	lists  map[jkey]*blockList // by owner's bare JID; an empty list when none
 	askers map[*Session]bool          // sessions that requested the blocklist
 	write  sync.Mutex                 // serialises changes, store write included
 }
 
 func newBlocking(srv *Server) *blocking {
-	return &blocking{srv: srv, lists: make(map[string]map[string]bool), askers: make(map[*Session]bool)}
+	return &blocking{srv: srv, lists: make(map[jkey]*blockList), askers: make(map[*Session]bool)}
+}
+
+// jkey is a JID as a map key that costs no allocation to build.
+type jkey struct{ local, domain, resource string }
+
+func keyOf(j jid.JID) jkey { return jkey{j.Local(), j.Domain(), j.Resource()} }
+
+// blockList is one owner's list. A published list is never changed, only
+// replaced, so readers need no lock once they hold it.
+type blockList struct {
+	jids map[string]bool // as the user gave them
+	keys map[jkey]bool   // parsed, for Blocked
+}
+
+func newBlockList(jids map[string]bool) *blockList {
+	l := &blockList{jids: jids, keys: make(map[jkey]bool, len(jids))}
+	for s := range jids {
+		if j, err := jid.Parse(s); err == nil {
+			l.keys[keyOf(j)] = true
+		}
+	}
+	return l
 }
 
 func (b *blocking) Namespace() string { return nsBlocking }
@@ -34,33 +56,35 @@ func (b *blocking) Namespace() string { return nsBlocking }
 func (b *blocking) Features() (account, server []string) { return nil, []string{nsBlocking} }
 
 // list returns owner's blocklist, reading it from the store once.
-func (b *blocking) list(owner string) map[string]bool {
+func (b *blocking) list(owner jid.JID) *blockList {
+	k := keyOf(owner.Bare())
 	b.mu.RLock()
-	l, ok := b.lists[owner]
+	l, ok := b.lists[k]
 	b.mu.RUnlock()
 	if ok {
 		return l
 	}
-	l = make(map[string]bool)
-	data, err := b.srv.cfg.Store.UserData(b.srv.ctx, owner, "blocklist")
+	jids := make(map[string]bool)
+	data, err := b.srv.cfg.Store.UserData(b.srv.ctx, owner.Bare().String(), "blocklist")
 	switch {
 	case err == nil:
 		for _, line := range strings.Split(string(data), "\n") {
 			if line != "" {
-				l[line] = true
+				jids[line] = true
 			}
 		}
 	case errors.Is(err, storage.ErrNotFound):
 	default:
 		// Not cached: the next stanza tries the store again.
-		b.srv.log.Error("reading a blocklist", "user", owner, "err", err)
-		return l
+		b.srv.log.Error("reading a blocklist", "user", owner.String(), "err", err)
+		return newBlockList(jids)
 	}
+	l = newBlockList(jids)
 	b.mu.Lock()
-	if cur, ok := b.lists[owner]; ok {
+	if cur, ok := b.lists[k]; ok {
 		l = cur
 	} else {
-		b.lists[owner] = l
+		b.lists[k] = l
 	}
 	b.mu.Unlock()
 	return l
@@ -72,15 +96,18 @@ func (b *blocking) Blocked(owner, other jid.JID) bool {
 	if other.IsZero() || owner.Local() == "" {
 		return false
 	}
-	l := b.list(owner.Bare().String())
-	if len(l) == 0 {
+	l := b.list(owner)
+	if len(l.keys) == 0 {
 		return false
 	}
-	// A published list is never changed, only replaced: no lock.
-	if l[other.String()] || l[other.Bare().String()] || l[other.Domain()] {
+	k := keyOf(other)
+	if l.keys[k] || l.keys[jkey{domain: k.domain}] {
 		return true
 	}
-	return other.Resource() != "" && l[other.Domain()+"/"+other.Resource()]
+	if k.resource != "" && (l.keys[jkey{local: k.local, domain: k.domain}] || l.keys[jkey{domain: k.domain, resource: k.resource}]) {
+		return true
+	}
+	return false
 }
 
 // HandleIQ implements AccountHandler: blocklist, block and unblock
@@ -92,11 +119,11 @@ func (b *blocking) HandleIQ(s *Session, el, p *Element, owner jid.JID) bool {
 	typ := el.Get("type")
 	switch {
 	case typ == "get" && p.Local == "blocklist":
-		l := b.list(owner.String())
+		l := b.list(owner)
 		b.mu.Lock()
 		b.askers[s] = true
 		items := slices.Sorted(func(yield func(string) bool) {
-			for k := range l {
+			for k := range l.jids {
 				if !yield(k) {
 					return
 				}
@@ -138,7 +165,7 @@ func (b *blocking) HandleIQ(s *Session, el, p *Element, owner jid.JID) bool {
 func (b *blocking) change(s *Session, el *Element, block bool, jids []jid.JID) {
 	owner := s.bare.String()
 	b.write.Lock()
-	cur := b.list(owner)
+	cur := b.list(s.bare).jids
 	next := make(map[string]bool, len(cur)+len(jids))
 	for k := range cur {
 		next[k] = true
@@ -189,7 +216,7 @@ func (b *blocking) change(s *Session, el *Element, block bool, jids []jid.JID) {
 		}
 	}
 	b.mu.Lock()
-	b.lists[owner] = next
+	b.lists[keyOf(s.bare)] = newBlockList(next)
 	b.mu.Unlock()
 	b.write.Unlock()
 	s.send(iqResult(el, nil).Bytes(nsClient))

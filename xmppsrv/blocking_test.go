@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parleyhq/parley/jid"
 )
 
 func isPush(local string) func(*Element) bool {
@@ -124,5 +126,25 @@ func TestBlockingStopsPEPNotifications(t *testing.T) {
 	bad := b.iq("get", "alice@"+domain, itemsXML("urn:test:n", ""))
 	if cond, _ := pubsubError(bad); cond != "service-unavailable" {
 		t.Errorf("blocked contact reading items: %s", bad.Bytes(nsClient))
+	}
+}
+
+// BenchmarkBlocked is the cost the blocklist adds to routing: one check
+// per recipient of every stanza.
+func BenchmarkBlocked(b *testing.B) {
+	h := pepHarness(b)
+	var bl *blocking
+	for _, hd := range h.srv.handlers {
+		if x, ok := hd.(*blocking); ok {
+			bl = x
+		}
+	}
+	owner, other := jid.MustParse("alice@example.test"), jid.MustParse("bob@example.test/phone")
+	bl.lists[keyOf(owner)] = newBlockList(map[string]bool{"carol@example.test": true, "elsewhere.test": true})
+	b.ResetTimer()
+	for b.Loop() {
+		if bl.Blocked(owner, other) {
+			b.Fatal("bob is not blocked")
+		}
 	}
 }

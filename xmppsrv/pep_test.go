@@ -13,7 +13,7 @@ import (
 
 // pepHarness is a harness with the account services (PEP, private
 // storage, blocking) registered, as parley.Server does.
-func pepHarness(t *testing.T, opts ...any) *harness {
+func pepHarness(t testing.TB, opts ...any) *harness {
 	h := newHarness(t, opts...)
 	h.srv.Extend(nil, AccountServices(h.srv))
 	return h
@@ -489,5 +489,21 @@ func TestAvatarConversion(t *testing.T) {
 	d := data.Child(nsPubsub, "pubsub").Child(nsPubsub, "items").FirstChild().Child(nsAvatarData, "data")
 	if got, _ := base64.StdEncoding.DecodeString(d.Text()); string(got) != string(img2) {
 		t.Fatalf("avatar data from the vCard: %s", data.Bytes(nsClient))
+	}
+}
+
+// BenchmarkPEPPublish measures a publish round trip with its notification
+// to another resource that asked for it (+notify).
+func BenchmarkPEPPublish(b *testing.B) {
+	h := pepHarness(b)
+	a := h.withCaps("alice", "desk", "urn:bench+notify")
+	bob := h.withCaps("bob", "phone", "urn:bench+notify")
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		i++
+		a.send(`<iq type='set' id='b%d'>%s</iq>`, i, publishXML("urn:bench", "current", fmt.Sprintf("<e xmlns='urn:bench'>%d</e>", i), ""))
+		a.expect("result", isIQResult(fmt.Sprintf("b%d", i)))
+		bob.expect("event", event("alice@"+domain, "urn:bench"))
 	}
 }
