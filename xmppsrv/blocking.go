@@ -21,8 +21,8 @@ type blocking struct {
 
 	mu     sync.RWMutex
 	lists  map[jkey]*blockList // by owner's bare JID; an empty list when none
-	askers map[*Session]bool          // sessions that requested the blocklist
-	write  sync.Mutex                 // serialises changes, store write included
+	askers map[*Session]bool   // sessions that requested the blocklist
+	write  sync.Mutex          // serialises changes, store write included
 }
 
 func newBlocking(srv *Server) *blocking {
