@@ -221,7 +221,7 @@ func (s *Service) Query(ctx context.Context, room, user jid.JID, q storage.Archi
 	msgs, complete, err = s.cfg.Archive.QueryMessages(ctx, room.String(), q)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil, false, false, wrap(ErrNoOccupant, "no message with that id in the room's archive")
+			return nil, false, false, ErrNoMessage
 		}
 		return nil, false, false, err
 	}

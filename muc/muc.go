@@ -290,6 +290,9 @@ var (
 	ErrBadRequest = condErr("bad-request", "bad request")
 	// ErrBadNick: the nickname is empty or invisible.
 	ErrBadNick = condErr("jid-malformed", "the nickname is empty or invisible")
+	// ErrNoMessage: a MAM query names a message the room's archive does
+	// not hold.
+	ErrNoMessage = condErr("item-not-found", "no message with that id in the room's archive")
 	// ErrNoArchive: the room keeps no archive.
 	ErrNoArchive = condErr("service-unavailable", "this room keeps no archive")
 	// ErrNotJoined is returned by Enter for presence that is not a join
