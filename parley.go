@@ -310,6 +310,21 @@ func New(cfg Config) (*Server, error) {
 	s.xmpp = x
 	x.Extend([]xmppsrv.Component{xmppsrv.NewMUC(x, muc.Config{AliasRooms: cfg.AliasRooms})}, nil)
 	x.Extend(nil, xmppsrv.AccountServices(x)) // PEP, private XML storage, blocking
+	if len(cfg.MediaICEServers) > 0 {
+		// XEP-0215: XMPP clients find the same STUN/TURN servers as the
+		// meeting pages, with expiring TURN credentials.
+		ice := make([]xmppsrv.ICEServer, len(cfg.MediaICEServers))
+		for i, v := range cfg.MediaICEServers {
+			ice[i] = xmppsrv.ICEServer(v)
+		}
+		d, err := xmppsrv.ExtDisco(ice, 0)
+		if err != nil {
+			fs.Close()
+			s.closeStore()
+			return nil, fmt.Errorf("parley: Config.MediaICEServers: %w", err)
+		}
+		x.Extend(nil, []xmppsrv.AccountHandler{d})
+	}
 	if err := s.newMeetings(base, filesDir); err != nil {
 		x.Shutdown(context.Background())
 		fs.Close()
