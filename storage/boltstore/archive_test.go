@@ -266,7 +266,7 @@ func TestPostingBlocks(t *testing.T) {
 			slices.Sort(add)
 			want[term] = append(want[term], add...)
 			slices.Sort(want[term])
-			return addPostings(tb, term, add)
+			return addPostings(tb, term, add, new(block))
 		})
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
