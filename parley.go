@@ -319,6 +319,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		d, err := xmppsrv.ExtDisco(ice, 0)
 		if err != nil {
+			x.Shutdown(context.Background())
 			fs.Close()
 			s.closeStore()
 			return nil, fmt.Errorf("parley: Config.MediaICEServers: %w", err)
