@@ -194,6 +194,34 @@ func (s *Service) OccupantJID(room jid.JID, nick string) (jid.JID, bool) {
 // compare case-insensitively, with spaces and widths normalised).
 func (s *Service) SameNick(a, b string) bool { return nickKey(a) == nickKey(b) }
 
+// VoiceRequest checks a visitor's request for voice in a moderated room
+// (XEP-0045 7.13) and returns the visitor's nickname and the sessions of
+// the moderators, who get the approval form. ErrNotOccupant: the sender is
+// not in the room; ErrNotAcceptable: it has voice already.
+func (s *Service) VoiceRequest(ctx context.Context, room, from jid.JID) (string, []jid.JID, error) {
+	r, err := s.visible(ctx, room, from)
+	if err != nil {
+		return "", nil, err
+	}
+	defer r.mu.Unlock()
+	o := r.byFull[from]
+	if o == nil {
+		return "", nil, ErrNotOccupant
+	}
+	if o.role != Visitor {
+		return "", nil, wrap(ErrNotAcceptable, "you have voice already")
+	}
+	var mods []jid.JID
+	for _, m := range r.occ {
+		if m.role == Moderator {
+			for _, ss := range m.sessions {
+				mods = append(mods, ss.full)
+			}
+		}
+	}
+	return o.nick, mods, nil
+}
+
 // Occupant returns the nickname of session full in the room, and whether
 // it is in (XEP-0410 self-ping).
 func (s *Service) Occupant(room, full jid.JID) (string, bool) {

@@ -28,6 +28,7 @@ const (
 	nsRoomInfo   = nsMUC + "#roominfo"
 	nsStableID   = nsMUC + "#stable_id"
 	nsSelfPing   = nsMUC + "#self-ping-optimization"
+	nsMUCRequest = nsMUC + "#request"
 
 	// MUCSubdomain is the label of the multi-user chat service under each
 	// served domain.
@@ -252,6 +253,12 @@ func (m *MUC) roomMessage(s *Session, el *Element, room jid.JID) {
 		m.speak(s, el, room)
 		return
 	}
+	if x := el.Child(nsXData, "x"); x != nil && x.Get("type") == "submit" {
+		if v := formValues(x); len(v["FORM_TYPE"]) > 0 && v["FORM_TYPE"][0] == nsMUCRequest {
+			m.voiceRequest(s, el, room, v)
+			return
+		}
+	}
 	if x := el.Child(nsMUCUser, "x"); x != nil {
 		handled := false
 		for _, c := range x.Elements() {
@@ -316,6 +323,50 @@ func (m *MUC) speak(s *Session, el *Element, room jid.JID) {
 		}
 		m.srv.log.Error("room message", "room", room.String(), "err", err)
 		m.failCond(s, el, room, "internal-server-error", "the message could not be stored; send it again")
+	}
+}
+
+// voiceRequest handles the muc#request form (XEP-0045 7.13 and 8.6): a
+// visitor's request for voice goes to the moderators as an approval form,
+// and a moderator's approval grants it.
+func (m *MUC) voiceRequest(s *Session, el *Element, room jid.JID, v map[string][]string) {
+	first := func(k string) string {
+		if len(v[k]) > 0 {
+			return strings.TrimSpace(v[k][0])
+		}
+		return ""
+	}
+	if _, approval := v["muc#request_allow"]; approval {
+		allow, _ := parseBool(first("muc#request_allow"))
+		nick := first("muc#roomnick")
+		if !allow || nick == "" {
+			return // a refusal, or nothing to act on: no answer is defined
+		}
+		err := m.svc.SetRoles(s.ctx(), room, s.full, []muc.RoleChange{{Nick: nick, Role: muc.Participant}}, nil)
+		if err != nil {
+			m.fail(s, el, room, err)
+		}
+		return
+	}
+	if role := first("muc#role"); role != "" && role != "participant" {
+		m.failCond(s, el, room, "bad-request", "only voice (the participant role) can be requested")
+		return
+	}
+	nick, mods, err := m.svc.VoiceRequest(s.ctx(), room, s.full)
+	if err != nil {
+		m.fail(s, el, room, err)
+		return
+	}
+	for _, to := range mods {
+		f := newForm("form", nsMUCRequest)
+		f.head("instructions", "To give "+nick+" voice, check the box and submit.")
+		f.head("title", "Voice request")
+		f.field("muc#role", "list-single", "Requested role", "participant")
+		f.field("muc#jid", "jid-single", "User ID", s.full.String())
+		f.field("muc#roomnick", "text-single", "Room nickname", nick)
+		f.field("muc#request_allow", "boolean", "Grant voice to this person?", "0")
+		out := NewElement(nsClient, "message", "from", room.String(), "to", to.String(), "id", randomID(8)).Add(f.x)
+		m.deliver(to, out.Bytes(nsClient))
 	}
 }
 
@@ -512,6 +563,12 @@ func newForm(typ, formType string) *dataForm {
 	f := &dataForm{x: NewElement(nsXData, "x", "type", typ)}
 	f.x.Add(NewElement(nsXData, "field", "var", "FORM_TYPE", "type", "hidden").Add(NewElement(nsXData, "value").AddText(formType)))
 	return f
+}
+
+// head puts a title or instructions before the fields (XEP-0004's
+// schema orders them first).
+func (f *dataForm) head(local, text string) {
+	f.x.Children = append([]Node{{El: NewElement(nsXData, local).AddText(text)}}, f.x.Children...)
 }
 
 func (f *dataForm) field(v, typ, label string, values ...string) *Element {
@@ -760,7 +817,7 @@ func (m *MUC) ownerIQ(s *Session, el, q *Element, room jid.JID, get bool) {
 // (XEP-0045 10.2).
 func (m *MUC) configForm(room jid.JID, c muc.RoomConfig, owners, admins []jid.JID) *Element {
 	f := newForm("form", nsRoomConfig)
-	f.x.Add(NewElement(nsXData, "title").AddText("Configuration of " + room.String()))
+	f.head("title", "Configuration of "+room.String())
 	f.field("muc#roomconfig_roomname", "text-single", "Name", c.Name)
 	f.field("muc#roomconfig_roomdesc", "text-single", "Description", c.Description)
 	f.field("muc#roomconfig_lang", "text-single", "Language of discussion", c.Language)

@@ -1007,3 +1007,27 @@ func TestMUCAliasRooms(t *testing.T) {
 		t.Errorf("new room: %s", self.Bytes(nsClient))
 	}
 }
+
+func TestMUCVoiceRequest(t *testing.T) {
+	h, _ := newMUCHarness(t, muc.Config{})
+	a := h.online("alice", "desk")
+	b := h.online("bob", "desk")
+	mucJoin(a, room1, "Alice", "")
+	mucConfigure(a, room1, map[string][]string{"muc#roomconfig_moderatedroom": {"1"}})
+	mucJoin(b, room1, "Bob", "")
+	b.send(`<message to='%s'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>%s</value></field><field var='muc#role'><value>participant</value></field></x></message>`, room1, nsMUCRequest)
+	el := a.expect("approval form", func(e *Element) bool { return e.Local == "message" && e.Child(nsXData, "x") != nil })
+	v := formValues(el.Child(nsXData, "x"))
+	if el.Get("from") != room1 || v["FORM_TYPE"][0] != nsMUCRequest || v["muc#roomnick"][0] != "Bob" || v["muc#jid"][0] != b.jid || v["muc#request_allow"][0] != "0" {
+		t.Fatalf("approval form: %s", el.Bytes(nsClient))
+	}
+	a.send(`<message to='%s'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>%s</value></field><field var='muc#role'><value>participant</value></field><field var='muc#jid'><value>%s</value></field><field var='muc#roomnick'><value>Bob</value></field><field var='muc#request_allow'><value>true</value></field></x></message>`, room1, nsMUCRequest, b.jid)
+	if el := b.expect("voice", selfPresence(room1+"/Bob")); mucItem(el).Get("role") != "participant" {
+		t.Fatalf("approved voice: %s", el.Bytes(nsClient))
+	}
+	// With voice, asking again is not acceptable.
+	b.send(`<message to='%s'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>%s</value></field></x></message>`, room1, nsMUCRequest)
+	if el := b.expect("refused", isStanza("message", "error")); stanzaErrorCond(el) != "not-acceptable" {
+		t.Errorf("voice request with voice: %s", el.Bytes(nsClient))
+	}
+}

@@ -226,6 +226,12 @@ async def moderation(env, clients):
     bob.send_message(mto=room, mbody="may I?", mtype="groupchat")
     err = await bob.wait_message(lambda m: m["type"] == "error", "error for a visitor speaking")
     expect(err["error"]["condition"] == "forbidden", "visitor speaking: %s" % summarize(err))
+    # Bob asks for voice: the moderators get the approval form.
+    bob["xep_0045"].request_voice(room, "participant")
+    form = await wait_any(alice, lambda m: m["from"] == room and m.xml.find("{jabber:x:data}x") is not None, "the voice approval form")
+    values = form["form"].get_values()
+    expect(values.get("muc#roomnick") == "Bob" and values.get("FORM_TYPE") in (NS_MUC + "#request", [NS_MUC + "#request"]),
+           "voice approval form: %s (values %s)" % (summarize(form), values))
     # Voice.
     await alice["xep_0045"].set_role(room, "Bob", "participant", reason="speak up", timeout=10)
     await wait_muc_presence(bob, lambda p: str(p["from"]) == room + "/Bob" and p["muc"]["role"] == "participant", "bob's voice")
