@@ -10,7 +10,7 @@
 // properties, JavaScript API and events.
 
 import { Client, NS, x, child, children, childText, bare, randomID, StanzaError } from './xmpp.js';
-import { linkify, findLinks } from './linkify.js';
+import { linkify, findLinks, safeHref } from './linkify.js';
 import { FileLinks, Uploader, UploadError, NS_OOB, fileInfo, knowFile, linkCard, formatSize, formatMB } from './files.js';
 
 const here = new URL('.', import.meta.url);
@@ -32,12 +32,14 @@ const STATUS_LABEL = { available: 'Available', chat: 'Available', away: 'Away', 
 const SHOW_RANK = { chat: 0, available: 1, away: 2, xa: 3, dnd: 4 };
 const OWN_STATUSES = [['available', 'Available'], ['away', 'Away'], ['dnd', 'Do Not Disturb'], ['offline', 'Offline']];
 
-// Actions (...) of a conversation. Sending a file is built in (the upload
-// service, XEP-0363); calls come from later work, which registers them with
+// Actions (...) of a conversation. Sending a file (the upload service,
+// XEP-0363) and starting a meeting (Parley's meeting service) are built
+// in; calls come from later work, which registers them with
 // ParleyChat.defineAction; until then they show disabled, with a title
 // that says so.
 const actions = new Map([
   ['file', { label: 'Send a file', run: (ctx) => ctx.element._fileAction(ctx) }],
+  ['meeting', { label: 'Start a meeting', run: (ctx) => ctx.element._meetingAction(ctx) }],
   ['audio', { label: 'Audio call', later: 'Audio calls come in a later release', run: null }],
   ['video', { label: 'Video call', later: 'Video calls come in a later release', run: null }],
 ]);
@@ -53,6 +55,7 @@ const icon = {
   back: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M15 5l-7 7 7 7"/></svg>',
   send: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 12l16-8-6 16-2.5-6.5z"/></svg>',
   folder: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 7a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v8a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z"/></svg>',
+  history: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3.5 12a8.5 8.5 0 1 0 2.5-6"/><path d="M3 3.5V8h4.5"/><path d="M12 7.5V12l3 2"/></svg>',
 };
 
 // Icons built with the DOM (no markup strings at render time).
@@ -79,6 +82,7 @@ document.addEventListener('securitypolicyviolation', (e) => {
 
 const ICON_FILE = ['M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z', 'M14 3v5h5'];
 const ICON_DOWNLOAD = ['M12 4v11', 'M7 10l5 5 5-5', 'M5 20h14'];
+const ICON_VIDEO = ['M4 7a2 2 0 0 1 2-2h8a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2z', 'M16 10l5-3v10l-5-3'];
 
 const template = `
 <button class="launcher" type="button" aria-haspopup="dialog" aria-expanded="false" aria-label="Chat">
@@ -139,6 +143,7 @@ const template = `
           <span class="avatar peer-avatar"></span>
           <div class="who"><strong class="peer-name"></strong><span class="peer-status"></span></div>
           <button class="icon files-toggle" type="button" aria-label="Files shared in this conversation" aria-expanded="false" aria-controls="parley-files" title="Files shared in this conversation">${icon.folder}</button>
+          <button class="icon history-toggle" type="button" aria-label="Past chat sessions" aria-expanded="false" aria-controls="parley-history" title="History: past chat sessions">${icon.history}</button>
           <button class="icon search-toggle" type="button" aria-label="Search this conversation" title="Search history">${icon.search}</button>
           <div class="menu-wrap">
             <button class="icon actions" type="button" aria-haspopup="menu" aria-expanded="false" aria-label="Actions" title="Actions">${icon.more}</button>
@@ -154,6 +159,15 @@ const template = `
         <section class="files-panel" id="parley-files" aria-labelledby="parley-files-title" hidden>
           <div class="files-head"><h3 id="parley-files-title">Files</h3><button type="button" class="small files-close">Close</button></div>
           <div class="files-body"></div>
+        </section>
+        <section class="history-panel" id="parley-history" aria-labelledby="parley-history-title" hidden>
+          <div class="files-head history-head">
+            <button type="button" class="icon history-back" aria-label="Back to the list of chat sessions" title="Back to the list" hidden>${icon.back}</button>
+            <h3 id="parley-history-title">History</h3>
+            <button type="button" class="small history-window" title="Open this chat session in a new window" hidden>New window</button>
+            <button type="button" class="small history-close">Close</button>
+          </div>
+          <div class="history-body"></div>
         </section>
         <div class="log" role="log" aria-label="Messages" tabindex="0"></div>
         <div class="drop-hint" aria-hidden="true" hidden><p>Drop files here to send them</p></div>
@@ -183,6 +197,19 @@ const template = `
       </div>
     </form>
   </dialog>
+  <dialog class="meet-dialog" aria-labelledby="meet-title" aria-describedby="meet-about">
+    <form class="meet-form">
+      <h3 id="meet-title">Start a meeting</h3>
+      <p id="meet-about" class="hint meet-about"></p>
+      <label for="meet-room">Room name <span class="hint">(optional)</span></label>
+      <input id="meet-room" name="room" maxlength="200" autocomplete="off">
+      <p class="error" role="alert"></p>
+      <div class="buttons">
+        <button type="button" class="cancel">Cancel</button>
+        <button type="submit" class="primary">Start meeting</button>
+      </div>
+    </form>
+  </dialog>
 </section>`;
 
 function initials(name) {
@@ -197,6 +224,40 @@ function localPart(jid) {
 const collator = new Intl.Collator(undefined, { sensitivity: 'base' });
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
+
+const shortDayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric' });
+
+// spanLabel: a chat session's time span, "Today, 10:02 – 10:15".
+function spanLabel(a, b) {
+  const day = (d) => { const l = dayLabel(d); return l === 'Today' || l === 'Yesterday' ? l : shortDayFmt.format(d); };
+  const [d1, d2, t1, t2] = [day(a), day(b), timeFmt.format(a), timeFmt.format(b)];
+  if (d1 !== d2) return `${d1}, ${t1} – ${d2}, ${t2}`;
+  return t1 === t2 ? `${d1}, ${t1}` : `${d1}, ${t1} – ${t2}`;
+}
+
+// sessionOf checks one chat session from api/conversations (or a caller):
+// {start, end} are kept as the server wrote them, for the archive query.
+function sessionOf(c) {
+  if (!c || typeof c.start !== 'string' || typeof c.end !== 'string') return null;
+  const startDate = new Date(c.start);
+  const endDate = new Date(c.end);
+  if (Number.isNaN(startDate.getTime()) || Number.isNaN(endDate.getTime())) return null;
+  return {
+    start: c.start, end: c.end, startDate, endDate,
+    messages: Number.isFinite(c.messages) ? c.messages : 0,
+    preview: typeof c.preview === 'string' ? c.preview : '',
+  };
+}
+
+// Meeting details for the cards of meeting links, asked for once per link.
+const meetingInfos = new Map();
+function meetingInfo(api) {
+  if (!meetingInfos.has(api)) {
+    meetingInfos.set(api, fetch(api, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then((r) => (r.ok ? r.json() : null)).catch(() => null));
+  }
+  return meetingInfos.get(api);
+}
 
 function dayLabel(d) {
   const today = new Date();
@@ -371,6 +432,10 @@ export class ParleyChat extends HTMLElement {
       dropHint: $('.drop-hint'), uploads: $('.uploads'), fileInput: $('.file-input'),
       addDialog: $('.add-dialog'), addForm: $('.add-form'), addWho: $('#add-who'), addResults: $('#add-results'), addGroups: $('#add-groups'),
       addError: $('.add-form .error'),
+      historyToggle: $('.history-toggle'), historyPanel: $('.history-panel'), historyTitle: $('#parley-history-title'),
+      historyBody: $('.history-body'), historyBack: $('.history-back'), historyWindow: $('.history-window'),
+      meetDialog: $('.meet-dialog'), meetForm: $('.meet-form'), meetRoom: $('#meet-room'), meetAbout: $('#meet-about'),
+      meetError: $('.meet-form .error'), meetSubmit: $('.meet-form button[type=submit]'),
     };
     const s = this.$;
     s.panel.hidden = true;
@@ -458,6 +523,26 @@ export class ParleyChat extends HTMLElement {
     s.filesToggle.addEventListener('click', () => this._toggleFiles());
     root.querySelector('.files-close').addEventListener('click', () => this._toggleFiles(false));
     s.filesBody.addEventListener('click', (e) => { if (e.target.closest('button.retry')) this._loadFiles(); });
+    s.historyToggle.addEventListener('click', () => this._toggleHistory());
+    root.querySelector('.history-close').addEventListener('click', () => this._toggleHistory(false));
+    s.historyBack.addEventListener('click', () => this._historyList());
+    s.historyWindow.addEventListener('click', () => this._historyWindow());
+    s.historyBody.addEventListener('click', (e) => {
+      if (e.target.closest('button.retry')) { this._loadHistory(); return; }
+      if (e.target.closest('button.retry-session')) { this._openSession(this._histSession); return; }
+      const b = e.target.closest('button[data-session]');
+      if (b) this._openSession(this._sessions?.[Number(b.dataset.session)]);
+    });
+    s.historyBody.addEventListener('keydown', (e) => {
+      // Arrow keys move between the sessions' Open buttons.
+      if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return;
+      const buttons = [...s.historyBody.querySelectorAll('button[data-session]')];
+      const i = buttons.indexOf(this.shadowRoot.activeElement);
+      if (i < 0) return;
+      e.preventDefault();
+      buttons[Math.max(0, Math.min(buttons.length - 1, i + (e.key === 'ArrowDown' ? 1 : -1)))].focus();
+    });
+    this._wireMeetDialog();
     // Previews open in a window of their own.
     root.addEventListener('click', (e) => {
       const a = e.target.closest('a[data-window]');
@@ -469,8 +554,15 @@ export class ParleyChat extends HTMLElement {
       if (e.key !== 'Escape') return;
       const openMenu = [s.statusMenu, s.actionsMenu].find((m) => !m.hidden);
       if (openMenu) { this._closeMenus(); e.stopPropagation(); return; }
-      if (!s.filesPanel.hidden && !s.addDialog.open) { this._toggleFiles(false); e.stopPropagation(); return; }
-      if (!this.full && this.open && !s.addDialog.open) { this.open = false; s.launcher.focus(); }
+      const dialog = s.addDialog.open || s.meetDialog.open;
+      if (!s.filesPanel.hidden && !dialog) { this._toggleFiles(false); e.stopPropagation(); return; }
+      if (!s.historyPanel.hidden && !dialog) {
+        if (!s.historyBack.hidden) this._historyList();
+        else this._toggleHistory(false);
+        e.stopPropagation();
+        return;
+      }
+      if (!this.full && this.open && !dialog) { this.open = false; s.launcher.focus(); }
     });
     root.addEventListener('click', (e) => {
       if (!e.target.closest('.menu-wrap')) this._closeMenus();
@@ -542,6 +634,7 @@ export class ParleyChat extends HTMLElement {
     this._renderStatus();
     if (resumed) {
       for (const s of this.pendingMarks || []) this.client.send(s);
+      this._sessionReady();
       return;
     }
     // A new session: what the server knew of the old one is gone.
@@ -552,6 +645,7 @@ export class ParleyChat extends HTMLElement {
     } catch (e) {
       this._notice('The contact list could not be loaded: ' + e.message);
     }
+    this._sessionReady();
     // Presence after the roster, so that contacts' presence finds them.
     this._sendPresence();
     if (!this.me.name) this._fetchOwnName();
@@ -957,16 +1051,20 @@ export class ParleyChat extends HTMLElement {
     const add = (f) => { if (f && !files.some((o) => o.id === f.id)) files.push(f); };
     if (m.oob) add(this.fileLinks.parse(m.oob));
     let cardLink = '';
+    let meeting = null;
     for (const l of links) {
       const f = this.fileLinks.parse(l.href);
+      const ml = f ? null : this._meetingLink(l.href);
       if (f) add(f);
+      else if (ml) meeting ||= ml;
       else if (!cardLink) cardLink = l.href;
     }
     const bare = links.length === 1 && links[0].start === 0 && links[0].end === text.length;
     const only = files.length > 0 && (text === '' || (m.oob && text === m.oob) || (bare && !cardLink));
     let node = null;
-    if (files.length || cardLink) {
+    if (files.length || cardLink || meeting) {
       node = h('div', { class: 'extras' }, files.map((f) => (f.image ? this._imageNode(f) : this._fileNode(f))));
+      if (meeting) node.append(this._meetingNode(meeting));
       if (cardLink) {
         const slot = h('div', { class: 'card-slot' });
         node.append(slot);
@@ -1207,6 +1305,7 @@ export class ParleyChat extends HTMLElement {
     s.filesPanel.hidden = !show;
     s.filesToggle.setAttribute('aria-expanded', String(show));
     if (show) {
+      if (!s.historyPanel.hidden) this._toggleHistory(false, false);
       s.search.hidden = true;
       s.results.hidden = true;
       s.log.hidden = true;
@@ -1271,6 +1370,319 @@ export class ParleyChat extends HTMLElement {
     s.filesBody.replaceChildren(
       h('p', { class: 'muted files-count', text: `${entries.length} file${entries.length === 1 ? '' : 's'}, newest first` }),
       h('ul', { class: 'shared-list' }, items));
+  }
+
+  // ---- past chat sessions (History) ----
+
+  // openHistory opens the panel on the conversation with address and its
+  // History: the list of past chat sessions, or with session ({start,
+  // end}, as api/conversations gives them) that session's messages.
+  openHistory(address, session) {
+    this.openChat(address);
+    this._toggleHistory(true);
+    const c = sessionOf(session);
+    if (c) this._openSession(c);
+  }
+
+  _toggleHistory(on, focus = true) {
+    const s = this.$;
+    const show = on ?? s.historyPanel.hidden;
+    if (show && !s.filesPanel.hidden) this._toggleFiles(false, false);
+    s.historyPanel.hidden = !show;
+    s.historyToggle.setAttribute('aria-expanded', String(show));
+    // A past session is read only: the message box goes while it shows.
+    s.thread.classList.toggle('reading', show);
+    this._sessions = null;
+    this._histSession = null;
+    this._sessionSeq = (this._sessionSeq || 0) + 1;
+    if (show) {
+      s.search.hidden = true;
+      s.results.hidden = true;
+      s.log.hidden = true;
+      this._historyList(false);
+      this._loadHistory();
+      if (focus) s.historyPanel.querySelector('.history-close').focus();
+    } else {
+      this._historySeq = (this._historySeq || 0) + 1;
+      s.log.hidden = false;
+      s.historyBody.replaceChildren();
+      if (focus) s.historyToggle.focus();
+      this._scrollToEnd();
+    }
+  }
+
+  // _historyList shows the list of sessions again (after one was open).
+  _historyList(focus = true) {
+    const s = this.$;
+    const was = this._histSession;
+    this._histSession = null;
+    this._sessionSeq = (this._sessionSeq || 0) + 1;
+    s.historyBack.hidden = true;
+    s.historyWindow.hidden = true;
+    s.historyTitle.textContent = `Chat history with ${this._name(this.active)}`;
+    if (this._sessions) this._renderSessions();
+    else s.historyBody.replaceChildren(h('p', { class: 'muted', text: 'Loading…' }));
+    if (focus) {
+      const i = was && this._sessions ? this._sessions.indexOf(was) : -1;
+      const b = i >= 0 ? s.historyBody.querySelector(`button[data-session="${i}"]`) : null;
+      (b || s.historyPanel.querySelector('.history-close')).focus();
+    }
+  }
+
+  async _loadHistory() {
+    const s = this.$;
+    const jid = this.active;
+    const seq = (this._historySeq = (this._historySeq || 0) + 1);
+    let list;
+    try {
+      const u = new URL('conversations', this.apiBase);
+      u.searchParams.set('with', jid);
+      const r = await fetch(u, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(typeof data.error === 'string' ? data.error : r.statusText || String(r.status));
+      list = Array.isArray(data.conversations) ? data.conversations : [];
+    } catch (e) {
+      if (seq !== this._historySeq || s.historyPanel.hidden || this._histSession) return;
+      s.historyBody.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The chat history could not be loaded: ${e.message.replace(/\.$/, '')}. `,
+        h('button', { type: 'button', class: 'link retry', text: 'Try again' })));
+      return;
+    }
+    if (seq !== this._historySeq || s.historyPanel.hidden || jid !== this.active) return;
+    this._sessions = list.map(sessionOf).filter(Boolean);
+    if (!this._histSession) this._renderSessions();
+  }
+
+  _renderSessions() {
+    const s = this.$;
+    const list = this._sessions || [];
+    const name = this._name(this.active);
+    if (!list.length) {
+      s.historyBody.replaceChildren(h('p', { class: 'muted', text: `No past chats with ${name} yet.` }));
+      return;
+    }
+    const items = list.map((c, i) => {
+      const when = spanLabel(c.startDate, c.endDate);
+      const count = `${c.messages} message${c.messages === 1 ? '' : 's'}`;
+      return h('li', { class: 'session' },
+        h('span', { class: 'session-main' },
+          h('span', { class: 'session-when' }, h('time', { datetime: c.startDate.toISOString(), text: when }), h('span', { class: 'session-count', text: ' · ' + count })),
+          c.preview ? h('span', { class: 'session-preview', text: c.preview }) : null),
+        h('button', { type: 'button', class: 'small', 'data-session': String(i), text: 'Open', 'aria-label': `Open the chat of ${when}, ${count}` }));
+    });
+    s.historyBody.replaceChildren(
+      h('p', { class: 'muted files-count', text: `${list.length} chat session${list.length === 1 ? '' : 's'}, newest first` }),
+      h('ul', { class: 'session-list', 'aria-label': `Chat sessions with ${name}` }, items));
+  }
+
+  // _openSession shows one session's messages, read only, from the
+  // archive (XEP-0313 between the session's first and last stamps).
+  async _openSession(c) {
+    if (!c) return;
+    const s = this.$;
+    const jid = this.active;
+    this._histSession = c;
+    const seq = (this._sessionSeq = (this._sessionSeq || 0) + 1);
+    const when = spanLabel(c.startDate, c.endDate);
+    s.historyTitle.textContent = when;
+    s.historyBack.hidden = false;
+    s.historyWindow.hidden = this.full;
+    s.historyBody.replaceChildren(h('p', { class: 'muted', text: 'Loading the messages…' }));
+    s.historyBack.focus();
+    const found = [];
+    try {
+      await this._whenOnline();
+      let after = '';
+      for (let page = 0; page < 40; page++) {
+        const r = await this.client.mam({ with: jid, start: c.start, end: c.end, after: after || undefined, max: 250 });
+        if (seq !== this._sessionSeq) return;
+        found.push(...r.messages);
+        if (r.complete || !r.messages.length || !r.last) break;
+        after = r.last;
+      }
+    } catch (e) {
+      if (seq !== this._sessionSeq) return;
+      s.historyBody.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The messages could not be loaded: ${e.message.replace(/\.$/, '')}. `,
+        h('button', { type: 'button', class: 'link retry-session', text: 'Try again' })));
+      return;
+    }
+    if (seq !== this._sessionSeq) return;
+    const items = [];
+    let day = '';
+    let n = 0;
+    for (const res of found) {
+      const text = childText(res.el, NS.client, 'body');
+      if (!text) continue;
+      const from = bare(res.el.getAttribute('from') || '');
+      const out = from === this.me.jid;
+      const d = dayLabel(res.stamp);
+      if (d !== day) {
+        items.push(h('li', { class: 'tday', text: d }));
+        day = d;
+      }
+      const body = h('div', { class: 'rbody' });
+      linkify(body, text);
+      items.push(h('li', { class: 'tmsg ' + (out ? 'out' : 'in') },
+        h('div', { class: 'rmeta' }, h('strong', { text: out ? 'You' : this._name(from) }), ' ',
+          h('time', { datetime: res.stamp.toISOString(), text: timeFmt.format(res.stamp) })),
+        body));
+      n++;
+    }
+    s.historyBody.replaceChildren(
+      h('p', { class: 'muted files-count', role: 'status', text: n ? `${n} message${n === 1 ? '' : 's'}, read only` : 'The messages of this session are no longer in the archive.' }),
+      h('ul', { class: 'transcript', tabindex: '0', 'aria-label': `Messages of ${when}` }, items));
+    s.historyBody.scrollTop = 0;
+  }
+
+  // _historyWindow opens the session on show in a window of its own (the
+  // pop-out page).
+  _historyWindow() {
+    const c = this._histSession;
+    if (!c) return;
+    const u = this._popoutURL();
+    u.searchParams.set('history', `${c.start}/${c.end}`);
+    window.open(u.href, '_blank', 'popup,width=760,height=720');
+  }
+
+  // _sessionReady: the session is bound and the contact list loaded
+  // (names known): what waits in _whenOnline may go on.
+  _sessionReady() {
+    this._ready = true;
+    for (const f of this._readyWaiters || []) f();
+    this._readyWaiters = [];
+  }
+
+  // _whenOnline resolves once the client is online with its contact list
+  // loaded, or rejects.
+  _whenOnline(timeout = 20000) {
+    const c = this.client;
+    if (c?.state === 'online' && this._ready) return Promise.resolve();
+    if (!c || this.myStatus === 'offline') return Promise.reject(new Error('you are offline in chat'));
+    return new Promise((resolve, reject) => {
+      const done = (err) => {
+        clearTimeout(timer);
+        c.removeEventListener('state', on);
+        this._readyWaiters = (this._readyWaiters || []).filter((f) => f !== ok);
+        if (err) reject(err); else resolve();
+      };
+      const ok = () => done();
+      const on = (e) => {
+        if (e.detail.state === 'auth-failed' || e.detail.state === 'offline') done(new Error('chat is not connected'));
+      };
+      const timer = setTimeout(() => done(new Error('chat is not connected')), timeout);
+      c.addEventListener('state', on);
+      (this._readyWaiters ||= []).push(ok);
+    });
+  }
+
+  // ---- meetings ----
+
+  // meetingsBase is Parley's meeting service, beside the endpoint.
+  get meetingsBase() { return new URL('meetings/', this.endpoint.replace(/^ws/, 'http')).href; }
+
+  // _meetingLink returns {href, api} when href is a meeting's join link
+  // (<meetings>/j/<token> beside the endpoint, or where a meeting this
+  // panel started said), or null.
+  _meetingLink(href) {
+    const prefixes = new Set([this.meetingsBase + 'j/', ...(this._meetPrefixes || [])]);
+    for (const p of prefixes) {
+      if (!href.startsWith(p)) continue;
+      const token = href.slice(p.length);
+      if (/^[A-Za-z0-9_-]{8,128}$/.test(token)) return { href, api: p.slice(0, -2) + 'api/join/' + token };
+    }
+    return null;
+  }
+
+  // _meetingNode: a meeting link's card; a click opens the join page in
+  // a new window. The title comes from the join page's own API.
+  _meetingNode(m) {
+    const title = h('strong', { class: 'card-title', text: 'Online meeting' });
+    const node = h('a', { class: 'card meeting-card', href: m.href, target: '_blank', rel: 'noopener noreferrer', 'aria-label': 'Join the online meeting in a new window' },
+      h('span', { class: 'meet-icon' }, svgIcon(ICON_VIDEO)),
+      h('span', { class: 'card-text' }, h('span', { class: 'card-site', text: 'Online meeting' }), title,
+        h('span', { class: 'meet-join', text: 'Join' })));
+    this._whenVisible(node, () => meetingInfo(m.api).then((info) => {
+      if (!info || typeof info.title !== 'string' || !info.title) return;
+      title.textContent = info.title;
+      node.setAttribute('aria-label', `Join the online meeting “${info.title}” in a new window`);
+    }));
+    return node;
+  }
+
+  // The built-in "Start a meeting" action: a small dialog for the room
+  // name, then startMeeting.
+  _meetingAction({ with: jid }) {
+    const s = this.$;
+    if (!jid) return;
+    this._meetWith = jid;
+    s.meetForm.reset();
+    s.meetError.textContent = '';
+    s.meetSubmit.disabled = false;
+    s.meetSubmit.textContent = 'Start meeting';
+    s.meetRoom.placeholder = `Meeting with ${jid}`;
+    s.meetAbout.textContent = `A link to the meeting is posted in your chat with ${this._name(jid)}. Anyone with the link can join, now or later.`;
+    s.meetDialog.showModal();
+    s.meetRoom.focus();
+  }
+
+  _wireMeetDialog() {
+    const s = this.$;
+    s.meetForm.querySelector('.cancel').addEventListener('click', () => s.meetDialog.close());
+    s.meetRoom.addEventListener('input', () => { s.meetError.textContent = ''; });
+    s.meetForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (s.meetSubmit.disabled) return;
+      s.meetError.textContent = '';
+      s.meetSubmit.disabled = true;
+      s.meetSubmit.textContent = 'Starting…';
+      try {
+        await this.startMeeting(this._meetWith, s.meetRoom.value);
+        s.meetDialog.close();
+        if (this.active === this._meetWith) s.text.focus();
+      } catch (err) {
+        s.meetError.textContent = err.message;
+        s.meetRoom.focus();
+      } finally {
+        s.meetSubmit.disabled = false;
+        s.meetSubmit.textContent = 'Start meeting';
+      }
+    });
+  }
+
+  // startMeeting starts an online meeting with address (Parley's meeting
+  // service, as the webmail user), named room or "Meeting with <address>",
+  // and posts its link in the conversation as a plain text message. It
+  // resolves with the link, or rejects with an Error that says why.
+  async startMeeting(address, room = '') {
+    const jid = bare(String(address || ''));
+    if (!/^[^@\s]+@[^@\s]+$/.test(jid)) throw new TypeError('startMeeting: not an address: ' + address);
+    if (this.myStatus === 'offline' || this.client?.state !== 'online') {
+      throw new Error('You are offline in chat, so the meeting link could not be posted. Choose Available in your status menu, then try again.');
+    }
+    let r;
+    let data;
+    try {
+      r = await fetch(new URL('api/start', this.meetingsBase), {
+        method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ contact: jid, room: String(room || '').trim() }),
+      });
+      data = await r.json().catch(() => null);
+    } catch {
+      throw new Error('The meeting could not be started: the server did not answer. Check your connection and try again.');
+    }
+    if (!r.ok) {
+      let why = (typeof data?.error?.message === 'string' && data.error.message) || (typeof data?.error === 'string' && data.error) || '';
+      if (r.status === 401) why = 'your webmail session has ended. Log in to webmail again, then try again';
+      else if (r.status === 404 && !why) why = 'this server has no meeting service';
+      throw new Error(`The meeting could not be started: ${(why || r.statusText || 'error ' + r.status).replace(/\.$/, '')}.`);
+    }
+    const link = typeof data?.link === 'string' ? safeHref(data.link) : '';
+    if (!link) throw new Error('The meeting could not be started: the server sent no link.');
+    const at = link.lastIndexOf('/j/');
+    if (at > 0) (this._meetPrefixes ||= new Set()).add(link.slice(0, at + 3));
+    const text = typeof data.message === 'string' && data.message.includes(data.link) ? data.message : `Join my online meeting: ${link}`;
+    this.sendMessage(jid, text);
+    return link;
   }
 
   // ---- history ----
@@ -1346,6 +1758,7 @@ export class ParleyChat extends HTMLElement {
     const s = this.$;
     const show = on ?? s.search.hidden;
     if (show && !s.filesPanel.hidden) this._toggleFiles(false, false);
+    if (show && !s.historyPanel.hidden) this._toggleHistory(false, false);
     s.search.hidden = !show;
     s.results.hidden = true;
     s.log.hidden = false;
@@ -1383,6 +1796,8 @@ export class ParleyChat extends HTMLElement {
     this.active = jid;
     const conv = this._conv(jid);
     if (!this.$.filesPanel.hidden) this._toggleFiles(false, false);
+    if (!this.$.historyPanel.hidden) this._toggleHistory(false, false);
+    if (this.$.meetDialog.open) this.$.meetDialog.close();
     this._renderUploads();
     if (this.narrow) this.sideClosed = true;
     this._layout();
@@ -1443,12 +1858,16 @@ export class ParleyChat extends HTMLElement {
     }
   }
 
-  _popOut() {
+  _popoutURL() {
     const u = new URL('popout.html', here);
     u.searchParams.set('endpoint', this.endpoint);
     if (this.getAttribute('domain')) u.searchParams.set('domain', this.getAttribute('domain'));
     if (this.active) u.searchParams.set('with', this.active);
-    const w = window.open(u.href, 'parley-chat', 'popup,width=960,height=700');
+    return u;
+  }
+
+  _popOut() {
+    const w = window.open(this._popoutURL().href, 'parley-chat', 'popup,width=960,height=700');
     if (w) this.open = false;
   }
 
@@ -1782,6 +2201,8 @@ export class ParleyChat extends HTMLElement {
       type: 'button', role: 'menuitem', 'data-action': id, text: a.label,
       disabled: !a.run, title: a.run ? null : a.later, 'aria-disabled': a.run ? null : 'true',
     }));
+    items.push(h('hr', { role: 'separator' }));
+    items.push(h('button', { type: 'button', role: 'menuitem', 'data-action': 'history', text: 'Past chat sessions' }));
     items.push(h('button', { type: 'button', role: 'menuitem', 'data-action': 'search', text: 'Search history' }));
     this.$.actionsMenu.replaceChildren(...items);
   }
@@ -1791,6 +2212,7 @@ export class ParleyChat extends HTMLElement {
     if (!b || b.disabled) return;
     this._closeMenus();
     if (b.dataset.action === 'search') { this._toggleSearch(true); return; }
+    if (b.dataset.action === 'history') { this._toggleHistory(true); return; }
     const a = actions.get(b.dataset.action);
     a?.run?.({ element: this, with: this.active });
   }

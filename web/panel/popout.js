@@ -17,4 +17,14 @@ if (params.get('domain')) el.setAttribute('domain', params.get('domain'));
 // connects once, to the right place.
 await import('./parley-chat.js');
 const withJID = params.get('with');
-if (withJID && /^[^@\s/]+@[^@\s/]+$/.test(withJID)) el.openChat(withJID);
+// history=<start>/<end>: one past chat session, opened from the panel's
+// History (the seed products open it "in a new window").
+const session = /^([^/]+)\/([^/]+)$/.exec(params.get('history') || '');
+if (withJID && /^[^@\s/]+@[^@\s/]+$/.test(withJID)) {
+  if (session && !Number.isNaN(Date.parse(session[1])) && !Number.isNaN(Date.parse(session[2]))) {
+    document.title = 'Chat history';
+    el.openHistory(withJID, { start: session[1], end: session[2] });
+  } else {
+    el.openChat(withJID);
+  }
+}

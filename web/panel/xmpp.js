@@ -228,13 +228,14 @@ export class Client extends EventTarget {
   }
 
   // mam queries the archive (XEP-0313). Options: with, before (true for
-  // the last page, or an archive id), after, max, start, fulltext. It
+  // the last page, or an archive id), after, max, start, end, fulltext. It
   // resolves with {messages: [{id, stamp, el}], complete, first, last}.
-  async mam({ with: withJID, before, after, max = 75, start, fulltext } = {}) {
+  async mam({ with: withJID, before, after, max = 75, start, end, fulltext } = {}) {
     const queryid = randomID();
     const fields = [x('field', { var: 'FORM_TYPE', type: 'hidden' }, x('value', {}, NS.mam))];
     if (withJID) fields.push(x('field', { var: 'with' }, x('value', {}, withJID)));
     if (start) fields.push(x('field', { var: 'start' }, x('value', {}, start)));
+    if (end) fields.push(x('field', { var: 'end' }, x('value', {}, end)));
     if (fulltext) fields.push(x('field', { var: '{urn:xmpp:fulltext:0}fulltext' }, x('value', {}, fulltext)));
     const rsm = [x('max', {}, String(max))];
     if (before === true) rsm.push(x('before'));
