@@ -8,7 +8,8 @@
 //     three sessions, newest first, with time span, message count and
 //     preview; she opens the middle one: its messages and no others, read
 //     only; Back returns to the list, Escape closes it; the same session
-//     in a new window (the pop-out page);
+//     in a new window (the pop-out page); a failing list says so and
+//     Try again loads it;
 //   - keyboard: History from Actions (…) → Past chat sessions, arrow keys
 //     between the sessions' Open buttons;
 //   - bob (phone) lists and opens his sessions;
@@ -149,6 +150,19 @@ try {
     await shot(win, 'history-window.png');
     await win.close();
     delete pages.window;
+    await q(alice, '.history-close').click();
+  });
+
+  await step('a failing history service: the error says so, Try again loads the list', async () => {
+    await alice.route('**/parley/api/conversations?*', (r) => r.fulfill({ status: 502, contentType: 'application/json', body: '{"error":"the history is unavailable; try again"}' }));
+    await q(alice, '.history-toggle').click();
+    await until(async () => (await q(alice, '.history-panel .error').count()) === 1, 'the error');
+    const text = await q(alice, '.history-panel .error').innerText();
+    check(text === 'The chat history could not be loaded: the history is unavailable; try again. Try again', 'error: ' + text);
+    check(await q(alice, '.history-panel .error').getAttribute('role') === 'alert', 'the error is not an alert');
+    await alice.unroute('**/parley/api/conversations?*');
+    await q(alice, '.history-panel .error button').click();
+    await until(async () => (await q(alice, '.history-panel .session').count()) === 3, 'the list after Try again');
     await q(alice, '.history-close').click();
   });
 
