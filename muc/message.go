@@ -21,6 +21,9 @@ type Said struct {
 	Body string
 	// ClientID is the sender's id for the message.
 	ClientID string
+	// Failed, when not nil, is told when storing the message failed after
+	// Speak returned (Config.Append); nobody received it then.
+	Failed func(error)
 }
 
 // room returns the live room at addr, locked, or ErrNotFound. Locked rooms
@@ -81,21 +84,65 @@ func (s *Service) Speak(ctx context.Context, room, from jid.JID, build func(nick
 	}
 	said := build(o.nick, id)
 	now := s.now()
+	msg := &Message{Room: r.jid, Kind: Groupchat, Nick: o.nick, Data: said.Data, Stamp: now}
+	deliver := func() {
+		if said.Archived != nil {
+			r.remember(historyItem{stamp: now, data: said.Data})
+		}
+		r.each(func(_ *occupant, ss *session) { s.wire.Message(ss.full, msg) })
+	}
+	var msgs []storage.ArchivedMessage
 	if said.Archived != nil && id != "" {
-		err := s.cfg.Archive.AppendMessages(ctx, []storage.ArchivedMessage{{
+		msgs = []storage.ArchivedMessage{{
 			Owner: r.jid.String(), ID: id, With: r.jid.String(), Stamp: now,
 			ClientID: said.ClientID, Body: said.Body, Data: said.Archived,
-		}})
+		}}
+	}
+	if len(msgs) == 0 && r.inflight == 0 {
+		deliver()
+		return nil
+	}
+	if r.later(from, msgs, func(err error) {
 		if err != nil {
+			s.log.Error("archiving a room message", "room", r.jid.String(), "err", err)
+			if said.Failed != nil {
+				said.Failed(err)
+			}
+			return
+		}
+		deliver()
+	}) {
+		return nil
+	}
+	if len(msgs) > 0 {
+		if err := s.cfg.Archive.AppendMessages(ctx, msgs); err != nil {
 			return fmt.Errorf("muc: archiving a message of %s: %w", r.jid, err)
 		}
 	}
-	if said.Archived != nil {
-		r.remember(historyItem{stamp: now, data: said.Data})
-	}
-	msg := &Message{Room: r.jid, Kind: Groupchat, Nick: o.nick, Data: said.Data, Stamp: now}
-	r.each(func(_ *occupant, ss *session) { s.wire.Message(ss.full, msg) })
+	deliver()
 	return nil
+}
+
+// later hands msgs to Config.Append and runs then, under the room's lock,
+// once they are stored, unless the room is gone by then. It reports false
+// when there is no Append or it could not queue. Called with r.mu held.
+func (r *room) later(from jid.JID, msgs []storage.ArchivedMessage, then func(error)) bool {
+	if r.svc.cfg.Append == nil {
+		return false
+	}
+	r.inflight++
+	ok := r.svc.cfg.Append(from, msgs, func(err error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.inflight--
+		if !r.gone {
+			then(err)
+		}
+	})
+	if !ok {
+		r.inflight--
+	}
+	return ok
 }
 
 // SetSubject changes the room's subject (XEP-0045 8.1): moderators may,
@@ -119,7 +166,11 @@ func (s *Service) SetSubject(ctx context.Context, room, from jid.JID, subject, i
 		return err
 	}
 	msg := &Message{Room: r.jid, Kind: Subject, Nick: o.nick, Subject: subject, Stamp: r.subjectStamp, ID: id, Live: true}
-	r.each(func(_ *occupant, ss *session) { s.wire.Message(ss.full, msg) })
+	send := func() { r.each(func(_ *occupant, ss *session) { s.wire.Message(ss.full, msg) }) }
+	if r.inflight > 0 && r.later(from, nil, func(error) { send() }) {
+		return nil // behind the messages said before it
+	}
+	send()
 	return nil
 }
 

@@ -237,6 +237,16 @@ type Config struct {
 	// (required with Archive; chat.Service.NewID).
 	Archive storage.Archive
 	NewID   func() string
+	// Append, when set, stores room messages in the background instead
+	// of the room calling Archive.AppendMessages and waiting: it queues
+	// msgs (possibly none: a message that only keeps its place in line)
+	// for the session from, to be stored durably in the order of the
+	// calls, then calls done with the store's verdict, also in that
+	// order, from another goroutine. It reports false when it cannot
+	// queue (the room then stores the message itself). xmppsrv passes its
+	// batching archiver, so a busy room pays one fsync per batch, not per
+	// message.
+	Append func(from jid.JID, msgs []storage.ArchivedMessage, done func(error)) bool
 	// MayCreate says whether a user (bare JID) may create rooms; nil lets
 	// every user of the server.
 	MayCreate func(user jid.JID) bool

@@ -34,6 +34,9 @@ type room struct {
 	subjectStamp time.Time
 
 	history []historyItem // oldest first, at most svc.cfg.MaxHistory
+	// inflight counts messages handed to Config.Append and not yet
+	// delivered: what the room sends meanwhile queues behind them.
+	inflight int
 }
 
 type affiliation struct {

@@ -65,9 +65,15 @@ func NewMUC(srv *Server, cfg muc.Config) *MUC {
 	if cfg.Store == nil {
 		cfg.Store = srv.cfg.Store
 	}
+	m := &MUC{srv: srv, fwd: make(map[string]*forwardedIQ)}
 	if cfg.Archive == nil && srv.cfg.Chat.Archiving() {
 		if a, ok := srv.cfg.Store.(storage.Archive); ok {
 			cfg.Archive = a
+			// The chat archive's own batching writer stores room
+			// messages too.
+			if cfg.Append == nil {
+				cfg.Append = m.append
+			}
 		}
 	}
 	if cfg.NewID == nil {
@@ -79,9 +85,20 @@ func NewMUC(srv *Server, cfg muc.Config) *MUC {
 	if cfg.Logger == nil {
 		cfg.Logger = srv.log.With("service", "muc")
 	}
-	m := &MUC{srv: srv, fwd: make(map[string]*forwardedIQ)}
 	m.svc = muc.New(cfg, mucWire{m})
 	return m
+}
+
+// append queues room messages from session from in the server's archiver,
+// with the session's own messages: they are stored in batches, and the
+// session acknowledges them (XEP-0198) only once they are.
+func (m *MUC) append(from jid.JID, msgs []storage.ArchivedMessage, done func(error)) bool {
+	for _, r := range m.srv.router.Resources(from.Bare().String()) {
+		if r.full == from {
+			return m.srv.archiver.submit(&archiveJob{sess: r, msgs: msgs, complete: done})
+		}
+	}
+	return false
 }
 
 // Service returns the room service, for the host's own calls.
@@ -302,7 +319,9 @@ func (m *MUC) speak(s *Session, el *Element, room jid.JID) {
 			}
 			out.Children = append(out.Children, n)
 		}
-		said := muc.Said{ClientID: clientID(el)}
+		said := muc.Said{ClientID: clientID(el), Failed: func(error) {
+			m.failCond(s, el, room, "internal-server-error", "the message could not be stored; send it again")
+		}}
 		if id != "" {
 			out.Add(stanzaID(id, room))
 		}

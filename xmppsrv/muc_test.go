@@ -3,6 +3,7 @@ package xmppsrv
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/parleyhq/parley/muc"
 	"github.com/parleyhq/parley/storage"
+	"github.com/parleyhq/parley/storage/boltstore"
 	"github.com/parleyhq/parley/storage/memstore"
+	"github.com/parleyhq/parley/storage/storagetest"
 )
 
 const (
@@ -20,7 +23,7 @@ const (
 
 // newMUCHarness is newHarness with the MUC service (and message history)
 // on.
-func newMUCHarness(t *testing.T, cfg muc.Config, opts ...any) (*harness, *MUC) {
+func newMUCHarness(t testing.TB, cfg muc.Config, opts ...any) (*harness, *MUC) {
 	t.Helper()
 	h := newHarness(t, append([]any{archiveOn{}}, opts...)...)
 	m := NewMUC(h.srv, cfg)
@@ -1030,4 +1033,94 @@ func TestMUCVoiceRequest(t *testing.T) {
 	if el := b.expect("refused", isStanza("message", "error")); stanzaErrorCond(el) != "not-acceptable" {
 		t.Errorf("voice request with voice: %s", el.Bytes(nsClient))
 	}
+}
+
+// BenchmarkMUCGroupchat measures a room end to end over TCP: one occupant
+// says b.N messages, archived, and nine others receive each.
+func BenchmarkMUCGroupchat(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		store func(b *testing.B) storage.Store
+	}{
+		{"memstore", func(*testing.B) storage.Store { return memstore.New() }},
+		{"boltstore", func(b *testing.B) storage.Store {
+			st, err := boltstore.Open(filepath.Join(b.TempDir(), "parley.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			return st
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			st := tc.store(b)
+			h, _ := newMUCHarness(b, muc.Config{}, withStore(func(storage.Store) storage.Store { return st }))
+			users := []string{"alice", "bob", "carol"}
+			var clients []*client
+			for i := 0; i < 10; i++ {
+				c := h.online(users[i%3], fmt.Sprintf("r%d", i))
+				if i == 0 {
+					mucCreate(c, room1, "n0")
+				} else {
+					mucJoin(c, room1, fmt.Sprintf("n%d", i), "<history maxchars='0'/>")
+				}
+				clients = append(clients, c)
+			}
+			// Let the join presences settle.
+			for _, c := range clients {
+				c.send(`<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>`)
+				c.expect("sync", isIQResult("sync"))
+			}
+			b.ResetTimer()
+			done := make(chan error, len(clients)-1)
+			for _, c := range clients[1:] {
+				go func() {
+					n := 0
+					for n < b.N {
+						el, err := c.read(10 * time.Second)
+						if err != nil {
+							done <- err
+							return
+						}
+						if el.Local == "message" && el.Get("type") == "groupchat" && el.Child(nsClient, "body") != nil {
+							n++
+						}
+					}
+					done <- nil
+				}()
+			}
+			for i := 0; i < b.N; i++ {
+				clients[0].send(`<message type='groupchat' to='%s'><body>message %d</body></message>`, room1, i)
+			}
+			for range clients[1:] {
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+// A message the store refuses reaches nobody and bounces to its sender.
+func TestMUCArchiveFailureBounces(t *testing.T) {
+	var faulty *storagetest.Faulty
+	h, _ := newMUCHarness(t, muc.Config{}, withStore(func(s storage.Store) storage.Store {
+		faulty = &storagetest.Faulty{Store: s, FailAfter: -1}
+		return faulty
+	}))
+	a := h.online("alice", "desk")
+	b := h.online("bob", "desk")
+	mucCreate(a, room1, "Alice")
+	mucJoin(b, room1, "Bob", "")
+	faulty.SetFailAfter(0)
+	a.send(`<message type='groupchat' to='%s' id='lost'><body>lost?</body></message>`, room1)
+	el := a.expect("bounce", isStanza("message", "error"))
+	if stanzaErrorCond(el) != "internal-server-error" || el.Get("id") != "lost" || el.ChildText(nsClient, "body") != "lost?" {
+		t.Fatalf("store failure: %s", el.Bytes(nsClient))
+	}
+	b.none(200*time.Millisecond, "the unstored message", isGroupchat("lost?"))
+	faulty.SetFailAfter(-1)
+	a.send(`<message type='groupchat' to='%s'><body>kept</body></message>`, room1)
+	b.expect("kept", isGroupchat("kept"))
 }
