@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -90,6 +91,28 @@ func (s *Server) newMedia(filesDir string) error {
 	b.sfu = sfu
 	s.media, s.bridge = sfu, b
 	return nil
+}
+
+// mountMedia serves the signalling WebSocket at /media/ws, and tells the
+// meeting pages where it is: their media-config.js, which says "no media"
+// where package meeting serves its pages alone, says it here.
+func (s *Server) mountMedia() {
+	if s.media == nil {
+		return
+	}
+	s.mux.Handle("/media/ws", s.media.Handler())
+	s.mux.HandleFunc("/meetings/static/media-config.js", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		// Relative to the meetings area, wherever the host mounts Handler.
+		io.WriteString(w, "'use strict';\nwindow.parleyMediaConfig = {\"signalling\": \"../media/ws\"};\n")
+	})
 }
 
 // freeUDPPort asks the system for a UDP port no one uses now.

@@ -102,6 +102,17 @@ func TestMediaFollowsMeeting(t *testing.T) {
 	hs := httptest.NewServer(mux)
 	defer hs.Close()
 
+	// The meeting pages learn where the SFU is.
+	res, err := http.Get(hs.URL + "/parley/meetings/static/media-config.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgJS, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(cfgJS), `"signalling": "../media/ws"`) {
+		t.Errorf("media-config.js: %s", cfgJS)
+	}
+
 	ctx := context.Background()
 	alice, bob := jid.MustParse("alice@example.com"), jid.MustParse("bob@example.com")
 	m, err := s.Meetings().Create(ctx, alice, meeting.Change{Title: mptr("Media")})
@@ -276,6 +287,11 @@ func TestTwoServersShareNoMediaPort(t *testing.T) {
 	defer s.Shutdown(context.Background())
 	if s.Media() != nil {
 		t.Error("DisableMedia left an SFU")
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/meetings/static/media-config.js", nil))
+	if !strings.Contains(rec.Body.String(), "window.parleyMediaConfig = null") {
+		t.Errorf("media-config.js without media: %d %s", rec.Code, rec.Body)
 	}
 }
 

@@ -342,9 +342,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.mux = http.NewServeMux()
 	s.mux.Handle("/meetings/", s.meet.Handler())
-	if s.media != nil {
-		s.mux.Handle("/media/ws", s.media.Handler())
-	}
+	s.mountMedia()
 	s.mux.Handle("/panel/", http.StripPrefix("/panel", web.PanelHandler()))
 	s.mux.Handle("/ws", x.WebSocketHandler())
 	s.mux.HandleFunc("/api/search", s.serveSearch)

@@ -34,6 +34,10 @@ window.parleyMeeting = {
   get meeting() { return state.meeting; },
   get participants() { return [...state.people.values()]; },
   mediaElement: null,
+  // For the media layer: meeting commands (mute, remove, unmute), and the
+  // items it adds to a person's menu (mediaActions(p) -> [label, fn]).
+  command: cmd => command(cmd),
+  mediaActions: null,
 };
 
 function screen(name) {
@@ -319,6 +323,7 @@ function personActions(p) {
   if (!isMod() || p.id === state.me.id || p.role === 'organizer') return null;
   const items = [];
   if (!p.muted) items.push(['Mute', () => act({ type: 'mute', participant: p.id })]);
+  if (window.parleyMeeting.mediaActions) items.push(...window.parleyMeeting.mediaActions(p));
   items.push(p.role === 'moderator'
     ? ['Remove moderator rights', () => act({ type: 'moderator', participant: p.id, on: false })]
     : ['Make moderator', () => act({ type: 'moderator', participant: p.id, on: true })]);
@@ -422,6 +427,17 @@ function renderFiles() {
   $('#files-usage').textContent = list.length ? list.length + (list.length === 1 ? ' file · ' : ' files · ') + fmtBytes(bytes) : '';
 }
 
+// Files the server adds itself (recordings) come without an event: the
+// media layer asks for the list again.
+async function refreshFiles() {
+  if (!state.meeting || !state.credential) return;
+  try {
+    const res = await api('GET', 'meetings/' + encodeURIComponent(state.meeting.id) + '/files', undefined, { 'X-Parley-Participant': state.credential });
+    state.files = new Map(res.files.map(f => [f.id, f]));
+    renderFiles();
+  } catch (err) { /* the next event or refresh brings them */ }
+}
+
 async function upload() {
   const input = $('#file-input');
   const file = input.files[0];
@@ -513,5 +529,6 @@ document.addEventListener('DOMContentLoaded', () => {
     leave();
   });
   document.addEventListener('click', () => $$('.menu').forEach(m => m.remove()));
+  document.addEventListener('parley:refresh-files', refreshFiles);
   start();
 });
