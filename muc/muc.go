@@ -530,7 +530,7 @@ func (s *Service) Gone(ctx context.Context, full jid.JID) {
 	}
 }
 
-// Rooms joined lists the rooms a session is in (for the muc#rooms disco
+// Joined lists the rooms a session is in (for the muc#rooms disco
 // node of a user's own client).
 func (s *Service) Joined(full jid.JID) []jid.JID {
 	s.mu.Lock()
