@@ -25,15 +25,16 @@ fi
 
 section "Debian packages"
 # python3-slixmpp and go-sendxmpp are the third-party clients of the e2e
-# suite; gcc and libc6-dev are what -race (cgo) needs.
+# suite; gcc and libc6-dev are what -race (cgo) needs; ffmpeg's ffprobe
+# reads the meeting recordings of the browser suite.
 need=()
-for pkg in python3-slixmpp go-sendxmpp gcc libc6-dev; do
+for pkg in python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
 		need+=("$pkg")
 	fi
 done
 if [ ${#need[@]} -eq 0 ]; then
-	echo "all present: python3-slixmpp go-sendxmpp gcc libc6-dev"
+	echo "all present: python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg"
 else
 	echo "missing: ${need[*]}"
 	sudo=()

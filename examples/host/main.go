@@ -38,6 +38,12 @@
 //	-domain-roster=true    every chat-enabled user of the domain sees every other
 //	-log-level info        debug, info, warn or error
 //	-allow-unencrypted     let clients log in without TLS (tests only)
+//	-media-udp-addr :7882  the one UDP port of meetings' audio and video (open it in the firewall)
+//	-media-tcp-addr ADDR   also ICE over TCP on ADDR, for networks that block UDP
+//	-media-public-ip IP    the address browsers reach media at, behind a 1:1 NAT (comma-separated)
+//	-stun URL, -turn URL   STUN and TURN servers for browsers (comma-separated); -turn-secret
+//	                       for TURN REST credentials (coturn's static-auth-secret)
+//	-disable-media         meetings without audio and video
 //
 // The users file:
 //
@@ -68,6 +74,7 @@ import (
 
 	"github.com/parleyhq/parley"
 	"github.com/parleyhq/parley/account/memdir"
+	"github.com/parleyhq/parley/media"
 )
 
 func main() {
@@ -84,6 +91,7 @@ type options struct {
 	allowPrivateLinks              bool
 	pprofAddr                      string
 	sessionGap                     time.Duration
+	media                          mediaOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -104,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.allowPrivateLinks, "allow-private-links", false, "let link previews fetch pages on loopback and private addresses (for tests only)")
 	fs.StringVar(&o.publicURL, "public-url", "", "`URL` at which clients reach /parley/ (default: https://<the HTTPS listener>/parley)")
 	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 0, "how long a dropped XMPP session waits to be resumed (XEP-0198); 0 means Parley's default, 5m")
+	o.media.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -185,6 +194,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		DisableDomainRoster: !o.domainRoster,
 		ResumeTimeout:       o.resumeTimeout,
 		SessionGap:          o.sessionGap,
+		MediaUDPAddr:        o.media.udpAddr,
+		MediaTCPAddr:        o.media.tcpAddr,
+		MediaPublicIPs:      o.media.publicIPs(),
+		MediaICEServers:     o.media.iceServers(),
+		DisableMedia:        o.media.disable,
 		Logger:              log,
 	})
 	if err != nil {
@@ -219,7 +233,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	go serve("xmpps", func() error { return srv.ServeXMPPTLS(xmppsLn) })
 	go serve("https", func() error { return httpSrv.ServeTLS(httpLn, "", "") })
 
-	printBanner(stdout, o, users, domains, certFile, xmppLn.Addr(), xmppsLn.Addr(), httpLn.Addr())
+	printBanner(stdout, o, users, domains, certFile, xmppLn.Addr(), xmppsLn.Addr(), httpLn.Addr(), srv.Media())
 	log.Info("parley host ready", "domains", domains, "users", users.count(), "xmpp", xmppLn.Addr(),
 		"xmpps", xmppsLn.Addr(), "https", httpLn.Addr(), "startup", time.Since(start).Round(time.Millisecond))
 
@@ -269,12 +283,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-func printBanner(w io.Writer, o options, u *usersSource, domains []string, certFile string, xmpp, xmpps, https net.Addr) {
+func printBanner(w io.Writer, o options, u *usersSource, domains []string, certFile string, xmpp, xmpps, https net.Addr, sfu *media.SFU) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nParley example host is running for %s\n\n", strings.Join(domains, ", "))
 	fmt.Fprintf(&b, "  XMPP, STARTTLS     %s\n", xmpp)
 	fmt.Fprintf(&b, "  XMPP, direct TLS   %s\n", xmpps)
 	fmt.Fprintf(&b, "  HTTPS              %s   (webmail with chat: https://localhost:%d/, metrics at /metrics)\n", https, port(https))
+	fmt.Fprintf(&b, "  meeting media      %s\n", mediaLine(sfu))
 	fmt.Fprintf(&b, "  data directory     %s\n", o.data)
 	fmt.Fprintf(&b, "  certificate        %s (self-signed: accept it in your client)\n\n", certFile)
 	if u.demo {
