@@ -25,9 +25,10 @@ type room struct {
 	recBy      string
 	speakerID  string
 
-	det  speakerDetector // room goroutine only
-	done chan struct{}
-	wg   sync.WaitGroup
+	det       speakerDetector // room goroutine only
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 func newRoom(s *SFU, id string) *room {
@@ -124,7 +125,10 @@ func (r *room) leave(p *participant, reason string) {
 	s := r.sfu
 	s.mu.Lock()
 	removed, empty := r.leaveLocked(p)
-	if empty && s.rooms[r.id] == r {
+	// The room ends once: whoever takes it off the SFU's list closes it
+	// (a replaced session and its successor may both find it empty).
+	last := empty && s.rooms[r.id] == r
+	if last {
 		delete(s.rooms, r.id)
 	}
 	s.mu.Unlock()
@@ -137,7 +141,7 @@ func (r *room) leave(p *participant, reason string) {
 	if removed {
 		r.emit(Event{Type: EventLeft, Participant: p.id, Name: p.name, Reason: reason})
 	}
-	if empty {
+	if last {
 		r.close()
 	}
 }
@@ -152,11 +156,7 @@ func (r *room) close() {
 		rec.stop()
 		r.sfu.events.emit(Event{Type: EventRecording, Room: r.id, Recording: false, Time: time.Now()})
 	}
-	select {
-	case <-r.done:
-	default:
-		close(r.done)
-	}
+	r.closeOnce.Do(func() { close(r.done) })
 	r.wg.Wait()
 }
 

@@ -729,14 +729,46 @@ func TestScreenSharePreferredWhenBandwidthIsShort(t *testing.T) {
 	ts := newTestServer(t, nil)
 	sub := dialClient(t, ts, "room/sub", clientOpts{})
 	p := ts.sfu.room("room").get("sub")
-	p.bwOverride.Store(1_200_000)
+	p.bwOverride.Store(10_000_000)
 	pub := dialClient(t, ts, "room/pub", clientOpts{})
 	layers := []string{"q", "h", "f"}
-	pub.publish(synthSpec{source: SourceCamera, layers: layers}, synthSpec{source: SourceScreen, layers: layers})
+	pub.publish(
+		synthSpec{source: SourceCamera, layers: layers, bitrates: []int{100_000, 600_000, 1_500_000}},
+		synthSpec{source: SourceScreen, layers: layers, bitrates: []int{100_000, 300_000, 1_500_000}},
+	)
 	screen := sub.track("pub/screen", 5*time.Second)
 	camera := sub.track("pub/camera", 5*time.Second)
 	waitLayer(t, screen, 2, 4*time.Second)
+	waitLayer(t, camera, 2, 4*time.Second)
+
+	// Room for the screen's full layer, the camera's quarter layer and
+	// half of what the camera's half layer would add, at the rates the
+	// SFU measures: the screen keeps its full layer, the camera drops to
+	// the quarter.
+	rate := func(key string, l int8) int64 {
+		for up := range ts.sfu.room("room").tracks {
+			if up.key == key {
+				return up.layer(l).bitrate.Load()
+			}
+		}
+		return 0
+	}
+	var sf, cq, ch int64
+	waitFor(t, 4*time.Second, "measured rates", func() bool {
+		ts.sfu.room("room").mu.Lock()
+		defer ts.sfu.room("room").mu.Unlock()
+		sf, cq, ch = rate("pub/screen", 2), rate("pub/camera", 0), rate("pub/camera", 1)
+		return sf > 0 && cq > 0 && ch > 0
+	})
+	time.Sleep(1100 * time.Millisecond) // one more sample, smoothed
+	ts.sfu.room("room").mu.Lock()
+	sf, cq, ch = rate("pub/screen", 2), rate("pub/camera", 0), rate("pub/camera", 1)
+	ts.sfu.room("room").mu.Unlock()
+	p.bwOverride.Store(sf + cq + (ch-cq)/2)
 	waitLayer(t, camera, 0, 4*time.Second)
+	if l := steadyLayer(screen.snapshot(), 10); l != 2 {
+		t.Errorf("screen share on layer %d, want 2", l)
+	}
 	sub.mu.Lock()
 	var sources []Source
 	for _, ti := range sub.mids {
