@@ -258,7 +258,25 @@ try {
   await carol.click('#media-camera');
   await until(bob, 'Bob sees Carol\'s video again', id => !document.querySelector(`.media-tile.camera[data-participant="${id}"]`).classList.contains('video-off'), ids.carol);
 
-  step('the organizer records for five seconds; everyone sees the indicator');
+  step('the organizer makes Bob a moderator: he stops and allows Carol\'s video himself');
+  await alice.click(`#people li[data-id="${ids.bob}"] button[aria-label^="Actions"]`);
+  await alice.click('#people .menu button:has-text("Make moderator")');
+  await until(bob, 'Bob\'s media rights follow his new role', () => window.parleyMedia.connected
+    && window.parleyMedia.people.find(p => p.id === window.parleyMedia.participant).role === 'moderator');
+  await bob.click(`.media-tile.camera[data-participant="${ids.carol}"] .tile-menu`);
+  await bob.click('.media-tile .menu button:has-text("Stop video")');
+  await until(alice, 'Alice sees Carol\'s video stopped by Bob', id => document.querySelector(`.media-tile.camera[data-participant="${id}"]`).classList.contains('video-off'), ids.carol);
+  await bob.click(`.media-tile.camera[data-participant="${ids.carol}"] .tile-menu`);
+  await bob.click('.media-tile .menu button:has-text("Allow video")');
+  await carol.click('#media-camera');
+  await until(alice, 'Alice sees Carol\'s video again', id => !document.querySelector(`.media-tile.camera[data-participant="${id}"]`).classList.contains('video-off'), ids.carol);
+  await seesAndHears('alice', alice, ['bob', 'carol']);
+
+  step('the organizer allows recording mid-meeting and records for five seconds; everyone sees the indicator');
+  if (await alice.locator('#media-record').isVisible()) throw new Error('Record shows although the meeting does not allow recording');
+  await alice.click('#gear');
+  await alice.click('label.switch:has(input[data-setting="recording"]) .slider');
+  await alice.click('#drawer-close');
   await visible(alice, '#media-record');
   await alice.click('#media-record');
   for (const [name, page] of Object.entries(people)) await visible(page, '#media-rec');

@@ -636,9 +636,17 @@
   function updateTile(tile, w) {
     const p = S.people.get(w.id);
     const video = $('video', tile);
-    const off = !w.track || (w.source === 'camera' && (p.muted.has('camera') || (w.id === S.id && S.muted.camera)));
+    // A remote track is muted while no media arrives for it (before its
+    // first frame, or while the SFU replaces it): the avatar shows then.
+    const live = w.track && w.track.readyState === 'live' && !(w.id !== S.id && w.track.muted);
+    const muted = w.source === 'camera' && (p.muted.has('camera') || (w.id === S.id && S.muted.camera));
+    // What to ask of the SFU depends on the mute alone: a paused track
+    // would never bring the frame that ends "no media yet".
+    tile._wanted = !!w.track && !muted;
+    const off = !live || muted;
     if ((tile._track || null) !== (w.track || null)) {
       if (w.track) {
+        for (const ev of ['mute', 'unmute', 'ended']) w.track.addEventListener(ev, () => render());
         tile._track = w.track;
         tile._stream = new MediaStream([w.track]);
         video.srcObject = tile._stream;
@@ -683,7 +691,7 @@
     if (!track || !S.id) return;
     const r = tile.getBoundingClientRect();
     const dpr = window.devicePixelRatio || 1;
-    const msg = r.width && r.height && !tile.classList.contains('video-off')
+    const msg = r.width && r.height && tile._wanted
       ? { type: 'layer', track, width: Math.round(r.width * dpr), height: Math.round(r.height * dpr) }
       : { type: 'layer', track, paused: true };
     const key = JSON.stringify(msg);
