@@ -296,10 +296,26 @@ try {
   await alice.click('.media-tile .menu button:has-text("Remove from meeting")');
   await visible(carol, '#screen-end');
   await until(bob, 'Carol\'s tile is gone for Bob', id => !document.querySelector(`.media-tile[data-participant="${id}"]`), ids.carol);
-  await until(carol, 'Carol\'s camera is released', () => !window.parleyMedia.connected);
+  await until(carol, 'Carol\'s camera and mic are released', () => !window.parleyMedia.connected && window.parleyMedia.sending === 0);
   await bob.click('#media-screen'); // stop sharing
   await until(alice, 'Bob\'s screen is gone for Alice', () => !document.querySelector('.media-tile.screen'));
   await shot(alice, 'alice-after-removal');
+
+  step('Bob leaves, then joins again: his media stops and comes back');
+  await bob.click('#leave');
+  await visible(bob, '#screen-end');
+  await until(bob, 'Bob\'s camera and mic are released', () => !window.parleyMedia.connected && window.parleyMedia.sending === 0);
+  await until(alice, 'Bob\'s tile is gone for Alice', id => !document.querySelector(`.media-tile[data-participant="${id}"]`), ids.bob);
+  await bob.click('#end-rejoin');
+  await visible(bob, '#join-button');
+  await bob.click('#join-button');
+  await visible(bob, '#screen-room');
+  await until(bob, 'Bob is back in the SFU', () => window.parleyMedia.connected && window.parleyMedia.sending === 2);
+  ids.bob = await myID(bob);
+  await until(alice, 'Alice has Bob\'s video again', id => window.parleyMedia.tracks.some(t => t.participant === id && t.source === 'camera'), ids.bob);
+  await seesAndHears('alice', alice, ['bob']);
+  await seesAndHears('bob', bob, ['alice']);
+  await shot(bob, 'bob-back');
 
   if (logs.length) throw new Error('browser errors:\n' + logs.join('\n'));
   console.log('all steps passed');

@@ -61,6 +61,7 @@
   }
 
   const S = {
+    credential: '',   // the meeting credential this session joined with
     recordRetried: false,
     started: false,   // joined once; stays true until stopped for good
     stopped: false,
@@ -100,6 +101,8 @@
     get recording() { return S.recording; },
     get speaker() { return S.speaker; },
     get connected() { return !!(S.ws && S.ws.readyState === WebSocket.OPEN && S.id); },
+    // How many of our own tracks (mic, camera, screen) are live.
+    get sending() { return [S.local.mic, S.local.camera, S.local.screen].filter(t => t && t.readyState === 'live').length; },
   };
 
   const meetingRole = () => (window.parleyMeeting.participant || {}).role || '';
@@ -116,8 +119,17 @@
   const config = window.parleyMediaConfig;
 
   function start() {
-    if (S.started || S.stopped || !config) return;
+    if (!config) return;
+    const cred = window.parleyMeeting.credential;
+    if (S.stopped && cred && cred !== S.credential) {
+      // Joined the meeting again (a new credential): a fresh start.
+      S.stopped = false;
+      S.started = false;
+    }
+    if (S.started || S.stopped) return;
     S.started = true;
+    S.credential = cred;
+    S.tiles.clear();
     const grid = $('#parley-media');
     window.parleyMeeting.mediaElement = grid;
     grid.classList.add('media-on');
@@ -178,6 +190,7 @@
     }
     closePeers();
     for (const t of [S.local.mic, S.local.camera, S.local.screen]) if (t) t.stop();
+    S.local = { stream: null, mic: null, camera: null, screen: null };
     for (const a of S.audios.values()) { a.srcObject = null; a.remove(); }
     S.audios.clear();
     setStatus(why || '');
@@ -209,7 +222,6 @@
       }
       case 'event': return onEvent(m);
       case 'removed':
-        S.stopped = true; // do not reconnect
         if (m.reason === 'replaced') stop('Audio and video continue in another window.');
         else stop(m.reason === 'shutdown' ? 'The media service stopped.' : '');
         return;
@@ -423,11 +435,10 @@
 
   function onError(m) {
     if (m.request === 'join') {
-      if (m.code === 'unauthorized') {
-        // Not (or no longer) in the meeting: room.js handles the meeting
-        // side; audio and video end here.
-        S.stopped = true;
-        stop('Audio and video are not available.');
+      // Not (or no longer) in the meeting, or it is full: room.js handles
+      // the meeting side; audio and video end here.
+      if (m.code !== 'shutdown' && m.code !== 'internal') {
+        stop(m.code === 'room-full' ? 'The meeting is full: audio and video are not available.' : 'Audio and video are not available.');
       }
       return;
     }
@@ -527,7 +538,9 @@
     const p = S.people.get(id);
     const items = [];
     const person = (window.parleyMeeting.participants || []).find(x => x.id === id);
-    if (!(person && person.muted) && !p.micBlocked) items.push(['Mute', () => meetingCommand({ type: 'mute', participant: id })]);
+    // Only the organizer mutes the organizer (the meeting's rule).
+    const mayMute = !(person && person.role === 'organizer' && meetingRole() !== 'organizer');
+    if (mayMute && !(person && person.muted) && !p.micBlocked) items.push(['Mute', () => meetingCommand({ type: 'mute', participant: id })]);
     items.push(p.videoBlocked
       ? ['Allow video', () => moderate('allowVideo', id)]
       : ['Stop video', () => moderate('stopVideo', id)]);
