@@ -162,6 +162,14 @@ type dropper struct {
 	ratio   float64    // or this share of packets, at random
 	rnd     *rand.Rand // for ratio
 	dropped map[uint16]bool
+	stopped bool // drop nothing more
+}
+
+// stop ends the losses; what was dropped can still come back.
+func (d *dropper) stop() {
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
 }
 
 func (d *dropper) NewInterceptor(string) (interceptor.Interceptor, error) {
@@ -195,7 +203,7 @@ func (i *dropInterceptor) BindRemoteStream(info *interceptor.StreamInfo, reader 
 			}
 			seq := binary.BigEndian.Uint16(b[2:4])
 			i.d.mu.Lock()
-			drop := !i.d.dropped[seq] && (i.d.every > 0 && seq%i.d.every == 0 || i.d.ratio > 0 && i.d.rnd.Float64() < i.d.ratio)
+			drop := !i.d.stopped && !i.d.dropped[seq] && (i.d.every > 0 && seq%i.d.every == 0 || i.d.ratio > 0 && i.d.rnd.Float64() < i.d.ratio)
 			if drop {
 				i.d.dropped[seq] = true
 			}
@@ -216,13 +224,15 @@ func TestNACKAnsweredFromCache(t *testing.T) {
 	video := pub.publish(synthSpec{source: SourceCamera})[0]
 	rt := sub.track("pub/camera", 5*time.Second)
 	time.Sleep(2500 * time.Millisecond)
-
+	// Stop the losses, so the last ones have the same time to be NACKed
+	// and resent as the first, however loaded the machine.
+	d.stop()
 	dropped := d.seqs()
 	if len(dropped) < 3 {
 		t.Fatalf("only %d packets dropped; the test needs traffic", len(dropped))
 	}
 	// Every dropped packet must have come back, intact, with its number.
-	waitFor(t, 2*time.Second, "retransmissions", func() bool {
+	waitFor(t, 5*time.Second, "retransmissions", func() bool {
 		got := map[uint16]bool{}
 		for _, p := range rt.snapshot() {
 			got[p.seq] = true
