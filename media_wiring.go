@@ -294,6 +294,14 @@ func (b *mediaBridge) apply(ctx context.Context, roomID string, events <-chan me
 			switch ev.Type {
 			case meeting.EventMuted:
 				b.ignore(b.sfu.Mute(roomID, p.ID, p.Muted))
+			case meeting.EventUpdated, meeting.EventJoined:
+				// A role granted mid-meeting takes effect in the SFU at
+				// once, with no new join.
+				role := media.Participant
+				if p.Role >= meeting.RoleModerator {
+					role = media.Moderator
+				}
+				b.ignore(b.sfu.SetRole(roomID, p.ID, role))
 			case meeting.EventRemoved:
 				b.ignore(b.sfu.Remove(roomID, p.ID, "removed"))
 			case meeting.EventLeft:

@@ -44,6 +44,8 @@ const (
 	// EventRecording: the room's recording is now Recording (on or off);
 	// By is the moderator who switched it, empty when it stopped by itself.
 	EventRecording EventType = "recording"
+	// EventRole: a participant's role changed (SFU.SetRole).
+	EventRole EventType = "role"
 )
 
 // Event is something that happened in a room. The same value is delivered

@@ -302,7 +302,7 @@ func (p *participant) handle(m clientMsg) (done bool) {
 			p.sendError(m.Type, codeOf(err), err.Error())
 		}
 	case msgRecord:
-		if p.role != Moderator {
+		if p.getRole() != Moderator {
 			p.sendError(m.Type, codeForbidden, "only moderators record")
 			return false
 		}
@@ -739,8 +739,15 @@ func (p *participant) block(video, on bool, by string) {
 	}
 }
 
+// getRole returns the participant's role, which SetRole may change.
+func (p *participant) getRole() Role {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.role
+}
+
 func (p *participant) moderate(m clientMsg) error {
-	if p.role != Moderator {
+	if p.getRole() != Moderator {
 		return fmt.Errorf("%w: only moderators may %s", ErrForbidden, m.Action)
 	}
 	target := p.room.get(m.Participant)

@@ -127,7 +127,7 @@ func (s *SFU) serveWS(w http.ResponseWriter, r *http.Request) {
 	if old != nil {
 		old.remove("replaced", "")
 	}
-	role := p.role
+	role := p.getRole()
 	p.room.emit(Event{Type: EventJoined, Participant: p.id, Name: p.name, Role: &role})
 	p.subscribe(tracks...)
 	p.readLoop()
@@ -205,7 +205,7 @@ func (s *SFU) join(p *participant, g Grant) ([]*upTrack, *participant, error) {
 		tracks = append(tracks, t)
 	}
 	p.send(joinedMsg{
-		Type: msgJoined, Room: r.id, Participant: p.id, Name: p.name, Role: p.role,
+		Type: msgJoined, Room: r.id, Participant: p.id, Name: p.name, Role: p.getRole(),
 		ICEServers:   iceServersFor(s.cfg.ICEServers, p.id, time.Now(), s.cfg.TURNCredentialTTL),
 		Participants: r.infoLocked(),
 		Recording:    r.rec != nil,
@@ -319,6 +319,24 @@ func (s *SFU) Mute(roomID, participantID string, muted bool) error {
 		return err
 	}
 	p.block(false, muted, "")
+	return nil
+}
+
+// SetRole changes a joined participant's role (a meeting made them a
+// moderator, say) without a new join; everyone in the room gets a role
+// event.
+func (s *SFU) SetRole(roomID, participantID string, role Role) error {
+	p, err := s.participant(roomID, participantID)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	changed := p.role != role
+	p.role = role
+	p.mu.Unlock()
+	if changed {
+		p.room.emit(Event{Type: EventRole, Participant: p.id, Role: &role})
+	}
 	return nil
 }
 

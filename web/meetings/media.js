@@ -393,6 +393,11 @@
       case 'trackUnpublished':
         if (p) p.tracks.delete(e.source);
         break;
+      case 'role':
+        // A role granted mid-meeting (SFU.SetRole): no new join needed.
+        if (p) p.role = e.role;
+        if (e.participant === S.id) S.role = e.role;
+        break;
       case 'mute':
         if (p) {
           if (e.muted) p.muted.add(e.source); else p.muted.delete(e.source);
@@ -551,7 +556,7 @@
   }
 
   function moderate(action, id) {
-    if (S.role !== 'moderator') { toast('Your moderator rights are not active yet; try again in a moment.', 'error'); rejoin(); return; }
+    if (S.role !== 'moderator') { toast('Your moderator rights are not active yet; try again in a moment.', 'error'); return; }
     send({ type: 'moderate', action, participant: id });
   }
 
@@ -796,9 +801,8 @@
   });
   document.addEventListener('parley:participants', () => {
     if (!S.started) return;
-    // My meeting role decides my SFU role, which the SFU learns at a join.
-    const wantMod = isModerator();
-    if (S.id && S.role && wantMod !== (S.role === 'moderator')) rejoin();
+    // My meeting role decides my SFU role; the server passes a change on
+    // to the SFU, which tells the room with a 'role' event.
     render();
     renderBar();
   });
