@@ -137,9 +137,11 @@ func (srv *Server) mamIQ(s *Session, el, p *Element) {
 	}
 }
 
-func (srv *Server) mamQuery(s *Session, el, p *Element) {
-	var q storage.ArchiveQuery
-	bad := func(text string) { s.send(errorReply(el, "bad-request", text)) }
+// parseArchiveQuery reads the XEP-0313 form and the XEP-0059 set of a
+// MAM query. with is the raw 'with' field, for the caller to judge (a user
+// archive filters by it, a room's refuses it). A non-empty cond is the
+// stanza error to answer, with text.
+func parseArchiveQuery(p *Element) (q storage.ArchiveQuery, with, cond, text string) {
 	if x := p.Child(nsXData, "x"); x != nil {
 		for _, f := range x.Elements() {
 			if f.Local != "field" {
@@ -153,25 +155,17 @@ func (srv *Server) mamQuery(s *Session, el, p *Element) {
 			switch f.Get("var") {
 			case "FORM_TYPE":
 				if v != nsMAM {
-					bad("FORM_TYPE must be " + nsMAM)
-					return
+					return q, "", "bad-request", "FORM_TYPE must be " + nsMAM
 				}
 			case "with":
-				var w jid.JID
-				if w, err = jid.Parse(v); err != nil {
-					s.send(errorReply(el, "jid-malformed", "with: "+err.Error()))
-					return
-				}
-				q.With = w.Bare().String()
+				with = v
 			case "start":
 				if q.Start, err = time.Parse(time.RFC3339Nano, v); err != nil {
-					bad("start must be an XEP-0082 date-time")
-					return
+					return q, "", "bad-request", "start must be an XEP-0082 date-time"
 				}
 			case "end":
 				if q.End, err = time.Parse(time.RFC3339Nano, v); err != nil {
-					bad("end must be an XEP-0082 date-time")
-					return
+					return q, "", "bad-request", "end must be an XEP-0082 date-time"
 				}
 			case "after-id":
 				q.AfterID = v
@@ -180,8 +174,7 @@ func (srv *Server) mamQuery(s *Session, el, p *Element) {
 			case fulltextField, "fulltext", "search":
 				q.Text = v
 			default:
-				bad("unsupported filter " + strconv.Quote(f.Get("var")))
-				return
+				return q, "", "bad-request", "unsupported filter " + strconv.Quote(f.Get("var"))
 			}
 		}
 	}
@@ -190,8 +183,7 @@ func (srv *Server) mamQuery(s *Session, el, p *Element) {
 		if m := set.Child(nsRSM, "max"); m != nil {
 			n, err := strconv.Atoi(strings.TrimSpace(m.Text()))
 			if err != nil || n < 0 {
-				bad("RSM max must be a non-negative number")
-				return
+				return q, "", "bad-request", "RSM max must be a non-negative number"
 			}
 			q.Max = min(n, mamMaxMax)
 		}
@@ -204,6 +196,23 @@ func (srv *Server) mamQuery(s *Session, el, p *Element) {
 				q.BeforeID = b.Text()
 			}
 		}
+	}
+	return q, with, "", ""
+}
+
+func (srv *Server) mamQuery(s *Session, el, p *Element) {
+	q, with, cond, text := parseArchiveQuery(p)
+	if cond != "" {
+		s.send(errorReply(el, cond, text))
+		return
+	}
+	if with != "" {
+		w, err := jid.Parse(with)
+		if err != nil {
+			s.send(errorReply(el, "jid-malformed", "with: "+err.Error()))
+			return
+		}
+		q.With = w.Bare().String()
 	}
 	if q.Max == 0 {
 		// RSM max=0 asks for the count only; there is none to give but

@@ -1048,70 +1048,16 @@ func (m *MUC) roomMAM(s *Session, el, p *Element, room jid.JID, get bool) {
 		s.Reply(el, NewElement(nsMAM, "query").Add(form.x))
 		return
 	}
-	var q storage.ArchiveQuery
-	bad := func(text string) { m.failCond(s, el, room, "bad-request", text) }
-	if x := p.Child(nsXData, "x"); x != nil {
-		for k, vals := range formValues(x) {
-			v := ""
-			if len(vals) > 0 {
-				v = strings.TrimSpace(vals[0])
-			}
-			if v == "" {
-				continue
-			}
-			var err error
-			switch k {
-			case "FORM_TYPE":
-				if v != nsMAM {
-					bad("FORM_TYPE must be " + nsMAM)
-					return
-				}
-			case "with":
-				// A room's archive has one correspondent, the room.
-				if w, err := jid.Parse(v); err != nil || w.Bare() != room {
-					bad("a room's archive cannot be filtered by 'with'")
-					return
-				}
-			case "start":
-				if q.Start, err = time.Parse(time.RFC3339Nano, v); err != nil {
-					bad("start must be an XEP-0082 date-time")
-					return
-				}
-			case "end":
-				if q.End, err = time.Parse(time.RFC3339Nano, v); err != nil {
-					bad("end must be an XEP-0082 date-time")
-					return
-				}
-			case "after-id":
-				q.AfterID = v
-			case "before-id":
-				q.BeforeID = v
-			case fulltextField, "fulltext", "search":
-				q.Text = v
-			default:
-				bad("unsupported filter " + strconv.Quote(k))
-				return
-			}
-		}
+	q, with, cond, text := parseArchiveQuery(p)
+	if cond != "" {
+		m.failCond(s, el, room, cond, text)
+		return
 	}
-	q.Max = mamDefaultMax
-	if set := p.Child(nsRSM, "set"); set != nil {
-		if mx := set.Child(nsRSM, "max"); mx != nil {
-			n, err := strconv.Atoi(strings.TrimSpace(mx.Text()))
-			if err != nil || n < 0 {
-				bad("RSM max must be a non-negative number")
-				return
-			}
-			q.Max = min(n, mamMaxMax)
-		}
-		if a := set.Child(nsRSM, "after"); a != nil && a.Text() != "" {
-			q.AfterID = a.Text()
-		}
-		if b := set.Child(nsRSM, "before"); b != nil {
-			q.Last = true
-			if b.Text() != "" {
-				q.BeforeID = b.Text()
-			}
+	if with != "" {
+		// A room's archive has one correspondent, the room.
+		if w, err := jid.Parse(with); err != nil || w.Bare() != room {
+			m.failCond(s, el, room, "bad-request", "a room's archive cannot be filtered by 'with'")
+			return
 		}
 	}
 	if q.Max == 0 {
