@@ -111,6 +111,15 @@ func startPanelHost(t *testing.T, domainRoster bool) *panelHost {
 	out, err := exec.Command(h.python, "-c", "import slixmpp").CombinedOutput()
 	need(t, err == nil, fmt.Sprintf("%s cannot import slixmpp: apt-get install -y python3-slixmpp (%s)", h.python, bytes.TrimSpace(out)))
 
+	return launchHost(t, h, fmt.Sprintf("-domain-roster=%t", domainRoster))
+}
+
+// launchHost builds the example host, starts it for h on free loopback
+// ports with the test users and flags, stops it (SIGTERM) at cleanup,
+// fails the test if its log shows a panic or a data race, and returns
+// once its HTTPS port answers.
+func launchHost(t *testing.T, h *panelHost, flags ...string) *panelHost {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "parley-host")
 	build := exec.Command("go", "build", "-o", bin, "./examples/host")
@@ -122,9 +131,9 @@ func startPanelHost(t *testing.T, domainRoster bool) *panelHost {
 	writeUsers(t, h.users)
 	addrs := freePorts(t, 3)
 	h.xmpp, h.https = addrs[0], addrs[2]
-	host := exec.Command(bin, "-domain", domain, "-data", filepath.Join(dir, "data"), "-users", h.users,
-		"-xmpp-addr", addrs[0], "-xmpps-addr", addrs[1], "-http-addr", addrs[2], "-log-level", "debug",
-		fmt.Sprintf("-domain-roster=%t", domainRoster))
+	args := append([]string{"-domain", domain, "-data", filepath.Join(dir, "data"), "-users", h.users,
+		"-xmpp-addr", addrs[0], "-xmpps-addr", addrs[1], "-http-addr", addrs[2], "-log-level", "debug"}, flags...)
+	host := exec.Command(bin, args...)
 	host.Stdout, host.Stderr = h.log, h.log
 	if err := host.Start(); err != nil {
 		t.Fatal(err)

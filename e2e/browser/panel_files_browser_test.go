@@ -3,14 +3,10 @@
 package browser
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // TestPanelFiles runs panel_files.mjs: sharing files and links in the
@@ -41,53 +37,5 @@ func startFilesHost(t *testing.T) *panelHost {
 	_, err = os.Stat(filepath.Join("node_modules", "playwright-core", "package.json"))
 	need(t, err == nil, "playwright-core is missing: (cd e2e/browser && npm ci)")
 
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "parley-host")
-	build := exec.Command("go", "build", "-o", bin, "./examples/host")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the example host: %v\n%s", err, out)
-	}
-	h.users = filepath.Join(dir, "users.json")
-	writeUsers(t, h.users)
-	addrs := freePorts(t, 3)
-	h.xmpp, h.https = addrs[0], addrs[2]
-	host := exec.Command(bin, "-domain", domain, "-data", filepath.Join(dir, "data"), "-users", h.users,
-		"-xmpp-addr", addrs[0], "-xmpps-addr", addrs[1], "-http-addr", addrs[2], "-log-level", "debug",
-		"-domain-roster=true", "-allow-private-links")
-	host.Stdout, host.Stderr = h.log, h.log
-	if err := host.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- host.Wait() }()
-	t.Cleanup(func() {
-		host.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			host.Process.Kill()
-			<-exited
-		}
-		for _, bad := range []string{"panic:", "WARNING: DATA RACE", "fatal error:"} {
-			if strings.Contains(h.log.String(), bad) {
-				t.Errorf("the host's log contains %q", bad)
-			}
-		}
-		if t.Failed() {
-			t.Logf("---- host log ----\n%s---- end of host log ----", h.log)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", h.https, time.Second)
-		if err == nil {
-			c.Close()
-			return h
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the host is not listening on %s: %v", h.https, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return launchHost(t, h, "-domain-roster=true", "-allow-private-links")
 }
