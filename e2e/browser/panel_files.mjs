@@ -220,7 +220,9 @@ try {
     await q(alice, '.actions').focus();
     await alice.keyboard.press('Enter');
     await until(async () => await q(alice, '.actions-menu [data-action="file"]').evaluate((b) => b === b.getRootNode().activeElement), 'focus on "Send a file"');
-    const [chooser] = await Promise.all([alice.waitForEvent('filechooser'), alice.keyboard.press('Enter')]);
+    // Enter on the item itself: a re-render of the menu between the focus
+    // check and a page-level key press would send Enter elsewhere.
+    const [chooser] = await Promise.all([alice.waitForEvent('filechooser'), q(alice, '.actions-menu [data-action="file"]').press('Enter')]);
     check(chooser.isMultiple(), 'the picker takes one file only');
     await chooser.setFiles({ name: 'meeting notes.txt', mimeType: 'text/plain', buffer: Buffer.from('Agenda\n1. Budget\n2. Hiring\n'.repeat(40)) });
     await until(async () => (await q(bob, '.log .file:not(.image) .file-name').allInnerTexts()).includes('meeting notes.txt'), 'the file link at bob');
