@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/parleyhq/parley/storage"
@@ -351,7 +350,7 @@ type scan struct {
 }
 
 func newScan(ctx context.Context, owner string, q storage.ArchiveQuery) *scan {
-	sc := &scan{ctx: ctx, owner: owner, q: q, limit: q.Max, words: queryWords(q.Text)}
+	sc := &scan{ctx: ctx, owner: owner, q: q, limit: q.Max, words: storage.QueryWords(q.Text)}
 	if sc.limit <= 0 {
 		sc.limit = defaultMax
 	}
@@ -479,9 +478,9 @@ func (sc *scan) match(v []byte) (bool, error) {
 		return false, nil
 	}
 	if sc.verify {
-		toks := tokenize(string(body))
+		toks := storage.Tokenize(string(body))
 		for _, w := range sc.words {
-			if !containsWord(toks, w) {
+			if !storage.ContainsWord(toks, w) {
 				return false, nil
 			}
 		}
@@ -1285,89 +1284,12 @@ func (bl *block) strings() []string {
 	return out
 }
 
-// Text: memstore's rules (see its archive.go and the Terms section
-// above), repeated here rather than shared because a store's package is
-// all an adapter author needs to read.
-
-// token is a folded word or one CJK character; joined: nothing separates
-// it from the token before.
-type token struct {
-	term   string
-	joined bool
-}
-
-func tokenize(s string) []token {
-	var (
-		toks   []token
-		word   strings.Builder
-		inWord bool
-		joined bool // of the word being read
-		adj    bool // the last rune was part of a token
-	)
-	flush := func() {
-		if inWord {
-			toks = append(toks, token{word.String(), joined})
-			word.Reset()
-			inWord = false
-		}
-	}
-	for _, r := range s {
-		switch {
-		case isCJK(r):
-			flush()
-			toks = append(toks, token{string(fold(r)), adj})
-			adj = true
-		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
-			if !inWord {
-				inWord, joined = true, adj
-			}
-			word.WriteRune(fold(r))
-			adj = true
-		default:
-			flush()
-			adj = false
-		}
-	}
-	flush()
-	return toks
-}
-
-// queryWords cuts text into query words, each a run of joined tokens.
-func queryWords(text string) [][]string {
-	var words [][]string
-	for _, t := range tokenize(text) {
-		if t.joined && len(words) > 0 {
-			words[len(words)-1] = append(words[len(words)-1], t.term)
-		} else {
-			words = append(words, []string{t.term})
-		}
-	}
-	return words
-}
-
-// containsWord reports whether w's tokens appear in body in a row.
-func containsWord(body []token, w []string) bool {
-	for i := 0; i+len(w) <= len(body); i++ {
-		if body[i].term != w[0] {
-			continue
-		}
-		k := 1
-		for k < len(w) && body[i+k].joined && body[i+k].term == w[k] {
-			k++
-		}
-		if k == len(w) {
-			return true
-		}
-	}
-	return false
-}
-
 // indexTerms returns the distinct index terms of body, sorted.
 func indexTerms(body string) []string {
-	toks := tokenize(body)
+	toks := storage.Tokenize(body)
 	terms := make([]string, len(toks))
 	for i, t := range toks {
-		terms[i] = indexTerm(t.term)
+		terms[i] = indexTerm(t.Term)
 	}
 	slices.Sort(terms)
 	return slices.Compact(terms)
@@ -1383,21 +1305,4 @@ func indexTerm(t string) string {
 		i--
 	}
 	return t[:i]
-}
-
-func isCJK(r rune) bool {
-	if r < 0x1100 {
-		return false
-	}
-	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) ||
-		r == 'ー' || r == 'ｰ' // the prolonged sound mark, script Common
-}
-
-// fold maps r to its case-folded form: via upper case, so that ς and σ,
-// ſ and s, and K (Kelvin) and k meet. Full-width ASCII becomes ASCII.
-func fold(r rune) rune {
-	if r >= '！' && r <= '～' {
-		r -= '！' - '!'
-	}
-	return unicode.ToLower(unicode.ToUpper(r))
 }

@@ -201,11 +201,11 @@ func TestTokenize(t *testing.T) {
 	}
 	for _, c := range cases {
 		var parts []string
-		for _, tok := range tokenize(c.in) {
-			if tok.joined {
-				parts = append(parts, "+"+tok.term)
+		for _, tok := range storage.Tokenize(c.in) {
+			if tok.Joined {
+				parts = append(parts, "+"+tok.Term)
 			} else {
-				parts = append(parts, tok.term)
+				parts = append(parts, tok.Term)
 			}
 		}
 		if got := strings.Join(parts, " "); got != c.want {

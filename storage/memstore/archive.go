@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode"
 
 	"github.com/parleyhq/parley/storage"
 )
@@ -20,7 +19,7 @@ type archive struct {
 // archived is a stored message and its Body cut into tokens for Text.
 type archived struct {
 	m      storage.ArchivedMessage
-	tokens []token
+	tokens []storage.Token
 }
 
 // find returns the position of id in a, or where it would go.
@@ -41,7 +40,7 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.ArchivedMessa
 		}
 		m.Stamp = m.Stamp.Round(0).UTC()
 		m.Data = slices.Clone(m.Data)
-		kept[i] = archived{m: m, tokens: tokenize(m.Body)}
+		kept[i] = archived{m: m, tokens: storage.Tokenize(m.Body)}
 	}
 	return s.write(ctx, func() error {
 		type key struct{ owner, id string }
@@ -97,7 +96,7 @@ func (s *Store) QueryMessages(ctx context.Context, owner string, q storage.Archi
 		if limit <= 0 {
 			limit = 100
 		}
-		words := queryWords(q.Text)
+		words := storage.QueryWords(q.Text)
 		match := func(x *archived) bool {
 			m := &x.m
 			if q.With != "" && m.With != q.With ||
@@ -106,7 +105,7 @@ func (s *Store) QueryMessages(ctx context.Context, owner string, q storage.Archi
 				return false
 			}
 			for _, w := range words {
-				if !containsWord(x.tokens, w) {
+				if !storage.ContainsWord(x.tokens, w) {
 					return false
 				}
 			}
@@ -176,106 +175,4 @@ func (s *Store) DeleteConversation(ctx context.Context, owner, with string) erro
 		}
 		return nil
 	})
-}
-
-// Text search. The rules, which boltstore implements as well:
-//
-//   - A word is a run of letters, digits and combining marks; anything
-//     else separates words. Words compare case-insensitively (simple case
-//     folding, so "STRASSE" is not "straße") and full-width ASCII is read
-//     as ASCII.
-//   - Han, Hiragana, Katakana and Hangul are written without spaces
-//     between words, so each of their characters is a token of its own,
-//     and a query word made of them matches wherever its characters
-//     appear in a row: "午饭" finds "我们去吃午饭吧".
-//   - A message matches when its Body holds every word of Text.
-
-// token is one searchable unit of a text: a folded word, or one CJK
-// character. joined says that nothing separates it from the token before.
-type token struct {
-	term   string
-	joined bool
-}
-
-func tokenize(s string) []token {
-	var (
-		toks   []token
-		word   strings.Builder
-		inWord bool
-		joined bool // of the word being read
-		adj    bool // the last rune was part of a token
-	)
-	flush := func() {
-		if inWord {
-			toks = append(toks, token{word.String(), joined})
-			word.Reset()
-			inWord = false
-		}
-	}
-	for _, r := range s {
-		switch {
-		case isCJK(r):
-			flush()
-			toks = append(toks, token{string(fold(r)), adj})
-			adj = true
-		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
-			if !inWord {
-				inWord, joined = true, adj
-			}
-			word.WriteRune(fold(r))
-			adj = true
-		default:
-			flush()
-			adj = false
-		}
-	}
-	flush()
-	return toks
-}
-
-// queryWords cuts text into query words, each a run of joined tokens.
-func queryWords(text string) [][]string {
-	var words [][]string
-	for _, t := range tokenize(text) {
-		if t.joined && len(words) > 0 {
-			words[len(words)-1] = append(words[len(words)-1], t.term)
-		} else {
-			words = append(words, []string{t.term})
-		}
-	}
-	return words
-}
-
-// containsWord reports whether w's tokens appear in body in a row.
-func containsWord(body []token, w []string) bool {
-	for i := 0; i+len(w) <= len(body); i++ {
-		if body[i].term != w[0] {
-			continue
-		}
-		k := 1
-		for k < len(w) && body[i+k].joined && body[i+k].term == w[k] {
-			k++
-		}
-		if k == len(w) {
-			return true
-		}
-	}
-	return false
-}
-
-func isCJK(r rune) bool {
-	if r < 0x1100 {
-		return false
-	}
-	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) ||
-		r == 'ー' || r == 'ｰ' // the prolonged sound mark, script Common
-}
-
-// fold maps r to its case-folded form: via upper case, so that ς and σ,
-// ſ and s, and K (Kelvin) and k meet. Full-width ASCII becomes ASCII.
-func fold(r rune) rune {
-	if r >= '！' && r <= '～' {
-		r -= '！' - '!'
-	}
-	return unicode.ToLower(unicode.ToUpper(r))
 }
