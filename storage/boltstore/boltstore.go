@@ -98,6 +98,7 @@ type Store struct {
 	db     *bolt.DB
 	path   string
 	writes committer
+	alog   *archiveLog
 	closed atomic.Bool
 }
 
@@ -148,8 +149,18 @@ func Open(path string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, writes: committer{db: db}}, nil
+	s := &Store{db: db, path: path, writes: committer{db: db}}
+	if s.alog, err = openArchiveLog(s, LogPath(path), o.NoSync); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	return s, nil
 }
+
+// LogPath returns the archive log's file for the store at path: the
+// store's file name with ".archive-log" added. It belongs to the store:
+// copy, move and delete the two files together, with the store closed.
+func LogPath(path string) string { return path + ".archive-log" }
 
 // Path returns the file the store was opened on.
 func (s *Store) Path() string { return s.path }
@@ -160,7 +171,9 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return storage.ErrClosed
 	}
-	if err := s.db.Close(); err != nil {
+	// The log first: its indexer applies what is logged, through db.
+	lerr := s.alog.close()
+	if err := errors.Join(lerr, s.db.Close()); err != nil {
 		return fmt.Errorf("boltstore: close: %w", err)
 	}
 	return nil

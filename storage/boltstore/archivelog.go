@@ -1,0 +1,558 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/parleyhq/parley/storage"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The archive's write-ahead log.
+//
+// AppendMessages does not wait for the archive's bbolt transaction, which
+// dirties several B+tree pages per message (four indexes per owner, two
+// owners per message) and costs tens of microseconds of CPU per message
+// plus megabytes of page writes per commit. It writes the messages as one
+// record at the end of a log file next to the database, and returns once
+// the record is synced: one sequential write and one fdatasync, shared by
+// every append that arrives while the previous sync is under way (group
+// commit, as for the database). A goroutine, the indexer, then applies the
+// logged records to the archive's buckets in large transactions, each of
+// which also records the sequence number of the last record it applied.
+//
+// Reads of the archive (QueryMessages, and SetMessageState and
+// DeleteConversation, which read before they write) first wait until
+// every record logged before they were called is applied, so a message is
+// visible as soon as AppendMessages has returned, as before; they may
+// wait up to one indexer transaction. When the indexer falls behind,
+// appends wait for it once maxPendingBytes of records are unapplied, so
+// memory stays bounded and the indexer sets the pace under overload.
+//
+// On Open, the records the database has not applied (those after a crash)
+// are applied before the store is returned: an acknowledged message is in
+// the log, and every message in the log ends up in the archive. Once the
+// indexer has caught up and the log has grown past truncateAt, the log is
+// truncated.
+//
+// # Record format
+//
+//	length   uint32, big endian: of the payload
+//	checksum uint32, big endian: CRC-32C of seq and payload
+//	seq      uint64, big endian: 1 more than the record before
+//	payload  count uvarint, then count times:
+//	         lp(owner) lp(id) lp(message, in message format 1)
+//
+// A record that is cut short or fails its checksum ends the log: only the
+// tail can be torn, and its append had not returned.
+
+const (
+	logHeader = 16
+
+	// maxPendingBytes bounds the records logged but not yet applied.
+	maxPendingBytes = 64 << 20
+
+	// maxApply bounds the messages of one indexer transaction, so reads
+	// waiting for the indexer wait for a bounded transaction.
+	maxApply = 16384
+
+	// truncateAt is the log size past which a caught-up indexer empties
+	// the log.
+	truncateAt = 16 << 20
+)
+
+var (
+	keyArchiveLog = []byte("archive-log-seq")
+	crcTable      = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// errAlogClosed is what a log write returns once Close has begun.
+var errAlogClosed = storage.ErrClosed
+
+type archiveLog struct {
+	s      *Store
+	f      *os.File
+	noSync bool
+
+	// amu serialises the ID checks of appends with the order in which
+	// their records enter the queue.
+	amu sync.Mutex
+	// newest holds, for owners appended to since Open, the highest ID
+	// logged for them: an ID above it cannot be in their archive, which
+	// spares the common append a database read.
+	newest map[string]string
+
+	mu       sync.Mutex
+	queue    []*logWrite // for the next leader
+	writing  bool        // a leader holds, or is about to take, the queue
+	size     int64       // of the file
+	logged   uint64      // seq of the last durable record
+	pending  []*logRecord
+	pendingB int    // bytes of pending
+	applied  uint64 // seq of the last record applied to the buckets
+	err      error  // the indexer's failure: every later archive call fails
+	changed  chan struct{}
+	closing  bool // no more writes; the indexer drains and stops
+	idxDone  chan struct{}
+}
+
+type logRecord struct {
+	seq     uint64
+	payload []byte
+	n       int // messages
+}
+
+type logWrite struct {
+	rec  *logRecord
+	done chan error // buffered; errLead, then the result
+}
+
+// openArchiveLog opens the log at path, applies the records the database
+// lacks, empties the log and starts the indexer.
+func openArchiveLog(s *Store, path string, noSync bool) (*archiveLog, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	l := &archiveLog{s: s, f: f, noSync: noSync, newest: make(map[string]string), changed: make(chan struct{}), idxDone: make(chan struct{})}
+	if err := l.replay(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("archive log %s: %w", path, err)
+	}
+	go l.index()
+	return l, nil
+}
+
+// replay applies the log's records after the database's last one.
+func (l *archiveLog) replay() error {
+	err := l.s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyArchiveLog); len(v) == 8 {
+			l.applied = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	l.logged = l.applied
+	data, err := io.ReadAll(l.f)
+	if err != nil {
+		return err
+	}
+	var recs []*logRecord
+	for len(data) >= logHeader {
+		n := binary.BigEndian.Uint32(data)
+		if uint64(n) > uint64(len(data)-logHeader) || crc32.Checksum(data[8:logHeader+n], crcTable) != binary.BigEndian.Uint32(data[4:]) {
+			break // a torn tail
+		}
+		seq := binary.BigEndian.Uint64(data[8:])
+		payload := data[logHeader : logHeader+n]
+		data = data[logHeader+n:]
+		switch {
+		case seq <= l.applied && len(recs) == 0:
+			continue // applied before the crash
+		case seq != l.applied+uint64(len(recs))+1:
+			data = nil // left from before a truncation
+			continue
+		}
+		cnt, _ := binary.Uvarint(payload)
+		recs = append(recs, &logRecord{seq: seq, payload: payload, n: int(cnt)})
+	}
+	for len(recs) > 0 {
+		n, msgs := 0, 0
+		for n < len(recs) && (msgs < maxApply || n == 0) {
+			msgs += recs[n].n
+			n++
+		}
+		if err := l.apply(recs[:n]); err != nil {
+			return err
+		}
+		l.applied = recs[n-1].seq
+		recs = recs[n:]
+	}
+	l.logged = l.applied
+	return l.truncate()
+}
+
+// truncate empties the file; the caller holds mu or owns l alone.
+func (l *archiveLog) truncate() error {
+	if err := l.f.Truncate(0); err != nil {
+		return err
+	}
+	l.size = 0
+	if l.noSync {
+		return nil
+	}
+	return l.f.Sync()
+}
+
+// loggedMessage is one message of a record, aliasing the record.
+type loggedMessage struct {
+	owner string
+	id    []byte
+	val   []byte // message format 1
+}
+
+func decodeRecord(payload []byte, out []loggedMessage) ([]loggedMessage, error) {
+	d := decoder{b: payload}
+	n := d.uvarint()
+	for range n {
+		owner, id, val := d.bytes(), d.bytes(), d.bytes()
+		if d.err || len(owner) == 0 || len(id) == 0 || len(val) < messageHeader || val[0] != formatMessage {
+			return out, errCorrupt
+		}
+		out = append(out, loggedMessage{string(owner), id, val})
+	}
+	if d.err || len(d.b) != 0 {
+		return out, errCorrupt
+	}
+	return out, nil
+}
+
+// apply writes records to the archive's buckets in one transaction that
+// also records the last one's seq.
+func (l *archiveLog) apply(recs []*logRecord) error {
+	var msgs []loggedMessage
+	for _, r := range recs {
+		var err error
+		if msgs, err = decodeRecord(r.payload, msgs); err != nil {
+			return fmt.Errorf("record %d: %w", r.seq, err)
+		}
+	}
+	batch, err := prepareIndex(msgs)
+	if err != nil {
+		return err
+	}
+	seq := binary.BigEndian.AppendUint64(nil, recs[len(recs)-1].seq)
+	err = l.s.wrap(l.s.writes.do(func(tx *bolt.Tx) error {
+		batch := batch
+		// AppendMessages checked the IDs; this keeps a record that
+		// slipped through (or one replayed twice) from corrupting the
+		// postings.
+		if dup := present(tx, batch); dup != nil {
+			kept := slices.DeleteFunc(slices.Clone(msgs), func(m loggedMessage) bool { return dup[[2]string{m.owner, string(m.id)}] })
+			var err error
+			if batch, err = prepareIndex(kept); err != nil {
+				return err
+			}
+		}
+		for _, oa := range batch {
+			if err := oa.write(tx); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyArchiveLog, seq)
+	}))
+	return err
+}
+
+// append checks msgs' IDs, logs them as one record and returns once it is
+// durable.
+func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage) error {
+	size := 0
+	for _, m := range msgs {
+		size += strSize(m.Owner) + strSize(m.ID) + 4 + messageHeader + strSize(m.With) + strSize(m.ClientID) + strSize(m.Body) + len(m.Data)
+	}
+	payload := binary.AppendUvarint(make([]byte, 0, size+binary.MaxVarintLen64), uint64(len(msgs)))
+	for _, m := range msgs {
+		payload = appendString(payload, m.Owner)
+		payload = appendString(payload, m.ID)
+		val := encodeMessage(m)
+		payload = binary.AppendUvarint(payload, uint64(len(val)))
+		payload = append(payload, val...)
+	}
+	rec := &logRecord{payload: payload, n: len(msgs)}
+
+	if err := l.room(ctx); err != nil {
+		return err
+	}
+	l.amu.Lock()
+	if err := l.checkIDs(ctx, msgs); err != nil {
+		l.amu.Unlock()
+		return err
+	}
+	me := &logWrite{rec: rec, done: make(chan error, 1)}
+	l.mu.Lock()
+	l.queue = append(l.queue, me)
+	lead := !l.writing
+	l.writing = true
+	l.mu.Unlock()
+	l.amu.Unlock()
+
+	if !lead {
+		if err := <-me.done; err != errLead {
+			return err
+		}
+	}
+	l.mu.Lock()
+	group := l.queue
+	l.queue = nil
+	closing := l.closing
+	l.mu.Unlock()
+
+	err := errAlogClosed
+	if !closing {
+		err = l.write(group)
+	}
+	for _, w := range group {
+		w.done <- err
+	}
+
+	l.mu.Lock()
+	if len(l.queue) > 0 {
+		l.queue[0].done <- errLead
+	} else {
+		l.writing = false
+		l.signal()
+	}
+	l.mu.Unlock()
+	return <-me.done
+}
+
+// write appends a group's records in one write and syncs them.
+func (l *archiveLog) write(group []*logWrite) error {
+	l.mu.Lock()
+	seq, off := l.logged, l.size
+	l.mu.Unlock()
+	n := 0
+	for _, w := range group {
+		n += logHeader + len(w.rec.payload)
+	}
+	buf := make([]byte, 0, n)
+	for _, w := range group {
+		seq++
+		w.rec.seq = seq
+		start := len(buf)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(w.rec.payload)))
+		buf = binary.BigEndian.AppendUint32(buf, 0)
+		buf = binary.BigEndian.AppendUint64(buf, seq)
+		buf = append(buf, w.rec.payload...)
+		binary.BigEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], crcTable))
+	}
+	_, err := l.f.WriteAt(buf, off)
+	if err == nil && !l.noSync {
+		err = fdatasync(l.f)
+	}
+	if err != nil {
+		// Drop what may have reached the file: those appends fail, and
+		// a failed append must not reappear at the next Open.
+		l.f.Truncate(off)
+		return fmt.Errorf("boltstore: archive log: %w", err)
+	}
+	l.mu.Lock()
+	l.size = off + int64(len(buf))
+	l.logged = seq
+	for _, w := range group {
+		l.pending = append(l.pending, w.rec)
+		l.pendingB += len(w.rec.payload)
+	}
+	l.signal()
+	l.mu.Unlock()
+	return nil
+}
+
+// signal wakes everyone waiting for a change; the caller holds mu.
+func (l *archiveLog) signal() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// room waits until the indexer's backlog leaves room for more.
+func (l *archiveLog) room(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		err, full, ch := l.err, l.pendingB >= maxPendingBytes, l.changed
+		l.mu.Unlock()
+		if err != nil || !full {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// caughtUp waits until every record logged before the call is applied:
+// the archive's buckets then hold every append that has returned.
+func (l *archiveLog) caughtUp(ctx context.Context) error {
+	l.mu.Lock()
+	target := l.logged
+	l.mu.Unlock()
+	for {
+		l.mu.Lock()
+		applied, err, closing, ch := l.applied, l.err, l.closing, l.changed
+		l.mu.Unlock()
+		switch {
+		case err != nil:
+			return err
+		case applied >= target:
+			return nil
+		case closing:
+			return storage.ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// checkIDs rejects msgs when one of their IDs is in its owner's archive
+// or comes twice; the caller holds amu. IDs are made in increasing order,
+// so nearly every one is above its owner's newest and needs no read.
+func (l *archiveLog) checkIDs(ctx context.Context, msgs []storage.ArchivedMessage) error {
+	upd := make(map[string]string)
+	fresh := true
+	for _, m := range msgs {
+		n, ok := upd[m.Owner]
+		if !ok {
+			n, ok = l.newest[m.Owner]
+		}
+		if !ok || m.ID <= n {
+			fresh = false
+			break
+		}
+		upd[m.Owner] = m.ID
+	}
+	if !fresh {
+		// An owner not seen since Open, or an ID out of order: compare
+		// with the database once everything logged is in it.
+		if err := l.settle(ctx); err != nil {
+			return err
+		}
+		seen := make(map[[2]string]bool, len(msgs))
+		err := l.s.view(ctx, func(tx *bolt.Tx) error {
+			for _, m := range msgs {
+				if seen[[2]string{m.Owner, m.ID}] {
+					return fmt.Errorf("boltstore: id %q comes twice for %q", m.ID, m.Owner)
+				}
+				seen[[2]string{m.Owner, m.ID}] = true
+				ab := readArchive(tx, m.Owner)
+				if ab != nil && ab.msg.Get([]byte(m.ID)) != nil {
+					return fmt.Errorf("boltstore: the archive of %q already holds id %q", m.Owner, m.ID)
+				}
+				if _, ok := upd[m.Owner]; ok {
+					continue
+				}
+				upd[m.Owner] = l.newest[m.Owner]
+				if ab != nil {
+					if k, _ := ab.msg.Cursor().Last(); string(k) > upd[m.Owner] {
+						upd[m.Owner] = string(k)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			upd[m.Owner] = max(upd[m.Owner], m.ID)
+		}
+	}
+	for o, id := range upd {
+		l.newest[o] = id
+	}
+	return nil
+}
+
+// settle waits until no write is in flight and every record is applied;
+// the caller holds amu, so no new record can come.
+func (l *archiveLog) settle(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		done := !l.writing && l.applied >= l.logged
+		err, closing, ch := l.err, l.closing, l.changed
+		l.mu.Unlock()
+		switch {
+		case err != nil:
+			return err
+		case done:
+			return nil
+		case closing:
+			return storage.ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// index applies logged records until Close.
+func (l *archiveLog) index() {
+	defer close(l.idxDone)
+	for {
+		l.mu.Lock()
+		for len(l.pending) == 0 {
+			if l.closing && !l.writing {
+				l.mu.Unlock()
+				return
+			}
+			ch := l.changed
+			l.mu.Unlock()
+			<-ch
+			l.mu.Lock()
+		}
+		n, msgs := 0, 0
+		for n < len(l.pending) && (msgs < maxApply || n == 0) {
+			msgs += l.pending[n].n
+			n++
+		}
+		recs := l.pending[:n:n]
+		l.mu.Unlock()
+
+		err := l.apply(recs)
+
+		l.mu.Lock()
+		if err != nil {
+			l.err = fmt.Errorf("boltstore: indexing the archive log (the log is kept and applied at the next Open): %w", err)
+			l.signal()
+			l.mu.Unlock()
+			return
+		}
+		l.applied = recs[n-1].seq
+		for _, r := range recs {
+			l.pendingB -= len(r.payload)
+		}
+		l.pending = l.pending[n:]
+		if len(l.pending) == 0 {
+			l.pending = nil // let the records' memory go
+		}
+		if l.applied == l.logged && !l.writing && l.size >= truncateAt {
+			if err := l.truncate(); err != nil {
+				l.err = fmt.Errorf("boltstore: truncating the archive log: %w", err)
+			}
+		}
+		l.signal()
+		l.mu.Unlock()
+	}
+}
+
+// close stops writes, lets the indexer apply what was logged and closes
+// the file, empty when everything was applied.
+func (l *archiveLog) close() error {
+	l.mu.Lock()
+	l.closing = true
+	l.signal()
+	l.mu.Unlock()
+	<-l.idxDone
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	if l.err == nil && l.applied == l.logged {
+		err = l.truncate()
+	}
+	return errors.Join(err, l.f.Close())
+}
