@@ -1,5 +1,6 @@
 // Package boltstore is Parley's default storage.Store: everything in one
-// bbolt file, with no server to run.
+// bbolt file, plus the message archive's write-ahead log beside it
+// (LogPath), with no server to run.
 //
 //	st, err := boltstore.Open("/var/lib/parley/parley.db", nil)
 //	if err != nil {
@@ -17,6 +18,13 @@
 // transaction, so they share the cost of one fsync instead of queuing for
 // one each; a lone write is not held back.
 //
+// Archive appends (AppendMessages) are the exception, because they are
+// the hot path of a chat server: they are synced to the archive log, one
+// sequential write shared by concurrent appends, and a background indexer
+// moves them into the archive's buckets in large transactions. Archive
+// reads wait for the indexer, so they see every append that has returned;
+// after a crash, Open applies what the log holds (see archivelog.go).
+//
 // # Layout
 //
 // Top-level buckets, one per concern, each holding one nested bucket per
@@ -29,6 +37,7 @@
 //	                            bucket's sequence is the last seq handed out
 //	userdata/<owner>/<key>      value as given
 //	meta/format                 layout version of the file
+//	meta/archive-log-seq        the last archive log record applied
 //
 // A nested bucket is never deleted once created, so neither counter ever
 // goes back, even when a roster or queue is emptied.
