@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -38,9 +39,14 @@ import (
 //
 // On Open, the records the database has not applied (those after a crash)
 // are applied before the store is returned: an acknowledged message is in
-// the log, and every message in the log ends up in the archive. Once the
-// indexer has caught up and the log has grown past truncateAt, the log is
-// truncated.
+// the log, and every message in the log ends up in the archive.
+//
+// The log is two files (LogFiles), written in turn: once the one being
+// written holds segmentSize bytes and every record of the other is
+// applied, the other is emptied and written next. So the log stays near
+// segmentSize + maxPendingBytes at most, even when the indexer never
+// catches up completely under sustained load. Replay reads both and
+// applies, in seq order, the records above the database's.
 //
 // # Record format
 //
@@ -63,9 +69,9 @@ const (
 	// waiting for the indexer wait for a bounded transaction.
 	maxApply = 16384
 
-	// truncateAt is the log size past which a caught-up indexer empties
-	// the log.
-	truncateAt = 16 << 20
+	// segmentSize is the size at which the log moves on to its other
+	// file.
+	segmentSize = 16 << 20
 )
 
 var (
@@ -77,9 +83,10 @@ var (
 var errAlogClosed = storage.ErrClosed
 
 type archiveLog struct {
-	s      *Store
-	f      *os.File
-	noSync bool
+	s       *Store
+	files   [2]*os.File
+	noSync  bool
+	segment int64 // segmentSize; tests lower it
 
 	// amu serialises the ID checks of appends with the order in which
 	// their records enter the queue.
@@ -92,7 +99,9 @@ type archiveLog struct {
 	mu       sync.Mutex
 	queue    []*logWrite // for the next leader
 	writing  bool        // a leader holds, or is about to take, the queue
-	size     int64       // of the file
+	active   int         // the file written to
+	size     [2]int64    // of each file
+	last     [2]uint64   // seq of each file's last record, 0 if none
 	logged   uint64      // seq of the last durable record
 	pending  []*logRecord
 	pendingB int    // bytes of pending
@@ -114,20 +123,34 @@ type logWrite struct {
 	done chan error // buffered; errLead, then the result
 }
 
-// openArchiveLog opens the log at path, applies the records the database
-// lacks, empties the log and starts the indexer.
-func openArchiveLog(s *Store, path string, noSync bool) (*archiveLog, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
+// openArchiveLog opens the log's files, applies the records the database
+// lacks, empties the files and starts the indexer.
+func openArchiveLog(s *Store, paths []string, noSync bool) (*archiveLog, error) {
+	l := &archiveLog{s: s, noSync: noSync, segment: segmentSize, newest: make(map[string]string), changed: make(chan struct{}), idxDone: make(chan struct{})}
+	for i, p := range paths {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			l.closeFiles()
+			return nil, err
+		}
+		l.files[i] = f
 	}
-	l := &archiveLog{s: s, f: f, noSync: noSync, newest: make(map[string]string), changed: make(chan struct{}), idxDone: make(chan struct{})}
 	if err := l.replay(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("archive log %s: %w", path, err)
+		l.closeFiles()
+		return nil, fmt.Errorf("archive log %s: %w", paths[0], err)
 	}
 	go l.index()
 	return l, nil
+}
+
+func (l *archiveLog) closeFiles() error {
+	var errs []error
+	for _, f := range l.files {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // replay applies the log's records after the database's last one.
@@ -142,29 +165,23 @@ func (l *archiveLog) replay() error {
 		return err
 	}
 	l.logged = l.applied
-	data, err := io.ReadAll(l.f)
-	if err != nil {
-		return err
-	}
 	var recs []*logRecord
-	for len(data) >= logHeader {
-		n := binary.BigEndian.Uint32(data)
-		if uint64(n) > uint64(len(data)-logHeader) || crc32.Checksum(data[8:logHeader+n], crcTable) != binary.BigEndian.Uint32(data[4:]) {
-			break // a torn tail
+	for _, f := range l.files {
+		data, err := io.ReadAll(f)
+		if err != nil {
+			return err
 		}
-		seq := binary.BigEndian.Uint64(data[8:])
-		payload := data[logHeader : logHeader+n]
-		data = data[logHeader+n:]
-		switch {
-		case seq <= l.applied && len(recs) == 0:
-			continue // applied before the crash
-		case seq != l.applied+uint64(len(recs))+1:
-			data = nil // left from before a truncation
-			continue
-		}
-		cnt, _ := binary.Uvarint(payload)
-		recs = append(recs, &logRecord{seq: seq, payload: payload, n: int(cnt)})
+		recs = append(recs, readRecords(data, l.applied)...)
 	}
+	slices.SortFunc(recs, func(a, b *logRecord) int { return cmp.Compare(a.seq, b.seq) })
+	// Apply the run that follows the database's last record. Anything
+	// after a gap was never acknowledged (its file's earlier record was
+	// torn), or is left from before a file was emptied.
+	n := 0
+	for n < len(recs) && recs[n].seq == l.applied+uint64(n)+1 {
+		n++
+	}
+	recs = recs[:n]
 	for len(recs) > 0 {
 		n, msgs := 0, 0
 		for n < len(recs) && (msgs < maxApply || n == 0) {
@@ -178,19 +195,44 @@ func (l *archiveLog) replay() error {
 		recs = recs[n:]
 	}
 	l.logged = l.applied
-	return l.truncate()
+	for i := range l.files {
+		if err := l.empty(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// truncate empties the file; the caller holds mu or owns l alone.
-func (l *archiveLog) truncate() error {
-	if err := l.f.Truncate(0); err != nil {
+// readRecords returns the records of one file with a seq above applied,
+// up to the first torn or foreign one.
+func readRecords(data []byte, applied uint64) []*logRecord {
+	var recs []*logRecord
+	for len(data) >= logHeader {
+		n := binary.BigEndian.Uint32(data)
+		if uint64(n) > uint64(len(data)-logHeader) || crc32.Checksum(data[8:logHeader+n], crcTable) != binary.BigEndian.Uint32(data[4:]) {
+			break // a torn tail
+		}
+		seq := binary.BigEndian.Uint64(data[8:])
+		payload := data[logHeader : logHeader+n]
+		data = data[logHeader+n:]
+		if seq > applied {
+			cnt, _ := binary.Uvarint(payload)
+			recs = append(recs, &logRecord{seq: seq, payload: payload, n: int(cnt)})
+		}
+	}
+	return recs
+}
+
+// empty truncates file i; the caller holds mu or owns l alone.
+func (l *archiveLog) empty(i int) error {
+	if err := l.files[i].Truncate(0); err != nil {
 		return err
 	}
-	l.size = 0
+	l.size[i], l.last[i] = 0, 0
 	if l.noSync {
 		return nil
 	}
-	return l.f.Sync()
+	return l.files[i].Sync()
 }
 
 // loggedMessage is one message of a record, aliasing the record.
@@ -319,7 +361,15 @@ func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage)
 // write appends a group's records in one write and syncs them.
 func (l *archiveLog) write(group []*logWrite) error {
 	l.mu.Lock()
-	seq, off := l.logged, l.size
+	if l.size[l.active] >= l.segment && l.last[1-l.active] <= l.applied {
+		// Everything in the other file is applied: write there next.
+		if err := l.empty(1 - l.active); err != nil {
+			l.mu.Unlock()
+			return fmt.Errorf("boltstore: archive log: %w", err)
+		}
+		l.active = 1 - l.active
+	}
+	f, seq, off := l.files[l.active], l.logged, l.size[l.active]
 	l.mu.Unlock()
 	n := 0
 	for _, w := range group {
@@ -336,18 +386,19 @@ func (l *archiveLog) write(group []*logWrite) error {
 		buf = append(buf, w.rec.payload...)
 		binary.BigEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], crcTable))
 	}
-	_, err := l.f.WriteAt(buf, off)
+	_, err := f.WriteAt(buf, off)
 	if err == nil && !l.noSync {
-		err = fdatasync(l.f)
+		err = fdatasync(f)
 	}
 	if err != nil {
 		// Drop what may have reached the file: those appends fail, and
 		// a failed append must not reappear at the next Open.
-		l.f.Truncate(off)
+		f.Truncate(off)
 		return fmt.Errorf("boltstore: archive log: %w", err)
 	}
 	l.mu.Lock()
-	l.size = off + int64(len(buf))
+	l.size[l.active] = off + int64(len(buf))
+	l.last[l.active] = seq
 	l.logged = seq
 	for _, w := range group {
 		l.pending = append(l.pending, w.rec)
@@ -530,11 +581,6 @@ func (l *archiveLog) index() {
 		if len(l.pending) == 0 {
 			l.pending = nil // let the records' memory go
 		}
-		if l.applied == l.logged && !l.writing && l.size >= truncateAt {
-			if err := l.truncate(); err != nil {
-				l.err = fmt.Errorf("boltstore: truncating the archive log: %w", err)
-			}
-		}
 		l.signal()
 		l.mu.Unlock()
 	}
@@ -550,9 +596,9 @@ func (l *archiveLog) close() error {
 	<-l.idxDone
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var err error
+	var errs []error
 	if l.err == nil && l.applied == l.logged {
-		err = l.truncate()
+		errs = append(errs, l.empty(0), l.empty(1))
 	}
-	return errors.Join(err, l.f.Close())
+	return errors.Join(append(errs, l.closeFiles())...)
 }

@@ -39,7 +39,7 @@ func countArchive(t *testing.T, s *Store, owner string) []storage.ArchivedMessag
 // grows past truncateAt, every record appended since Open.
 func logOf(t *testing.T, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(LogPath(path))
+	b, err := os.ReadFile(LogFiles(path)[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestArchiveLogReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := os.WriteFile(LogPath(dst), log, 0o600); err != nil {
+	if err := os.WriteFile(LogFiles(dst)[0], log, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if s, err = Open(dst, nil); err != nil {
@@ -81,7 +81,7 @@ func TestArchiveLogReplay(t *testing.T) {
 	if got := countArchive(t, s, "alice@x"); len(got) != 50 {
 		t.Fatalf("after replay: %d messages, want 50", len(got))
 	}
-	if fi, _ := os.Stat(LogPath(dst)); fi.Size() != 0 {
+	if fi, _ := os.Stat(LogFiles(dst)[0]); fi.Size() != 0 {
 		t.Errorf("log holds %d bytes after replay, want 0", fi.Size())
 	}
 	found, _, err := s.QueryMessages(ctx, "alice@x", storage.ArchiveQuery{Text: "number 42"})
@@ -138,7 +138,7 @@ func TestArchiveLogTornTail(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "dst.db")
-			if err := os.WriteFile(LogPath(dst), tc.log, 0o600); err != nil {
+			if err := os.WriteFile(LogFiles(dst)[0], tc.log, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			s, err := Open(dst, nil)
@@ -175,7 +175,7 @@ func TestArchiveLogAppliedOnce(t *testing.T) {
 	log := logOf(t, path)
 	countArchive(t, s, "alice@x") // applied
 	s.Close()
-	if err := os.WriteFile(LogPath(path), log, 0o600); err != nil {
+	if err := os.WriteFile(LogFiles(path)[0], log, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if s, err = Open(path, nil); err != nil {
@@ -243,7 +243,73 @@ func TestArchiveLogClosed(t *testing.T) {
 	if err := s.AppendMessages(context.Background(), logMessages("a@x", "b@x", 5, 1)); !errors.Is(err, storage.ErrClosed) {
 		t.Fatalf("append after Close: %v", err)
 	}
-	if fi, err := os.Stat(LogPath(path)); err != nil || fi.Size() != 0 {
+	if fi, err := os.Stat(LogFiles(path)[0]); err != nil || fi.Size() != 0 {
 		t.Fatalf("log after Close: %v, %v", fi, err)
+	}
+}
+
+// TestArchiveLogTwoFiles: the log moves to its other file once the one it
+// writes is full and the other is applied, so it stays bounded; replay
+// takes the records from both files in order.
+func TestArchiveLogTwoFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	s, err := Open(src, &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.alog.segment = 2048
+	sizes := func() (a, b int64) {
+		s.alog.mu.Lock()
+		defer s.alog.mu.Unlock()
+		return s.alog.size[0], s.alog.size[1]
+	}
+	// Fill the first file, then write into the second.
+	i := 0
+	for a, b := sizes(); b == 0; a, b = sizes() {
+		if a > 4096 {
+			t.Fatalf("first file at %d bytes, the segment is 2048", a)
+		}
+		if err := s.AppendMessages(ctx, logMessages("alice@x", "bob@x", i, 2)); err != nil {
+			t.Fatal(err)
+		}
+		i += 2
+	}
+	files := [][]byte{logOf(t, src), nil}
+	if files[1], err = os.ReadFile(LogFiles(src)[1]); err != nil {
+		t.Fatal(err)
+	}
+	// Many more appends, with reads so the indexer keeps up: the files
+	// take turns and neither grows much past the segment.
+	for range 200 {
+		if err := s.AppendMessages(ctx, logMessages("carol@x", "bob@x", i, 2)); err != nil {
+			t.Fatal(err)
+		}
+		i += 2
+		countArchive(t, s, "carol@x")
+		if a, b := sizes(); a > 4096 || b > 4096 {
+			t.Fatalf("log files at %d and %d bytes, the segment is 2048", a, b)
+		}
+	}
+	s.Close()
+
+	// A database that applied none of the records of the two first files.
+	dst := filepath.Join(dir, "dst.db")
+	for k, f := range files {
+		if err := os.WriteFile(LogFiles(dst)[k], f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err = Open(dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := countArchive(t, s, "alice@x")
+	if len(got) == 0 || len(got) != len(logMessages("", "", 0, len(got))) || got[len(got)-1].ID != logMessages("", "", len(got)-1, 1)[0].ID {
+		t.Fatalf("replayed %d messages, not a run from the first", len(got))
+	}
+	if want := i - 400; len(got) != want {
+		t.Fatalf("replayed %d messages, want %d (both files)", len(got), want)
 	}
 }

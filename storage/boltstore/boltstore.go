@@ -1,6 +1,6 @@
 // Package boltstore is Parley's default storage.Store: everything in one
 // bbolt file, plus the message archive's write-ahead log beside it
-// (LogPath), with no server to run.
+// (LogFiles), with no server to run.
 //
 //	st, err := boltstore.Open("/var/lib/parley/parley.db", nil)
 //	if err != nil {
@@ -159,17 +159,20 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path, writes: committer{db: db}}
-	if s.alog, err = openArchiveLog(s, LogPath(path), o.NoSync); err != nil {
+	if s.alog, err = openArchiveLog(s, LogFiles(path), o.NoSync); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	return s, nil
 }
 
-// LogPath returns the archive log's file for the store at path: the
-// store's file name with ".archive-log" added. It belongs to the store:
-// copy, move and delete the two files together, with the store closed.
-func LogPath(path string) string { return path + ".archive-log" }
+// LogFiles returns the two files of the archive log of the store at path:
+// the store's file name with ".archive-log" and ".archive-log-2" added.
+// They belong to the store: back up, move and delete the three files
+// together, with the store closed (Close leaves the log files empty).
+func LogFiles(path string) []string {
+	return []string{path + ".archive-log", path + ".archive-log-2"}
+}
 
 // Path returns the file the store was opened on.
 func (s *Store) Path() string { return s.path }
