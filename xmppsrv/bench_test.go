@@ -53,7 +53,7 @@ func benchServer(b *testing.B, n int) *Server {
 }
 
 // pipeLogin opens an in-process connection, authenticates and binds.
-func pipeLogin(b *testing.B, srv *Server, user, resource string) *client {
+func pipeLogin(b testing.TB, srv *Server, user, resource string) *client {
 	cs, ss := net.Pipe()
 	go srv.ServeConn(ss, false)
 	c := &client{t: b, conn: cs}
