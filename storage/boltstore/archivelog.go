@@ -108,6 +108,9 @@ type archiveLog struct {
 	// logged for them: an ID above it cannot be in their archive, which
 	// spares the common append a database read.
 	newest map[string]string
+	// unapplied holds the IDs of the records logged, or being logged,
+	// and not yet applied: the database does not have them yet.
+	unapplied map[idKey]struct{}
 
 	mu       sync.Mutex
 	queue    []*logWrite // for the next leader
@@ -132,8 +135,11 @@ type archiveLog struct {
 type logRecord struct {
 	seq     uint64
 	payload []byte
-	n       int // messages
+	n       int     // messages
+	keys    []idKey // of the messages, for unapplied; nil in replay
 }
+
+type idKey struct{ owner, id string }
 
 type logWrite struct {
 	rec  *logRecord
@@ -143,7 +149,7 @@ type logWrite struct {
 // openArchiveLog opens the log's files, applies the records the database
 // lacks, empties the files and starts the indexer.
 func openArchiveLog(s *Store, paths []string, noSync bool) (*archiveLog, error) {
-	l := &archiveLog{s: s, noSync: noSync, segment: segmentSize, delay: indexDelay, newest: make(map[string]string), changed: make(chan struct{}), idxDone: make(chan struct{})}
+	l := &archiveLog{s: s, noSync: noSync, segment: segmentSize, delay: indexDelay, newest: make(map[string]string), unapplied: make(map[idKey]struct{}), changed: make(chan struct{}), idxDone: make(chan struct{})}
 	for i, p := range paths {
 		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
@@ -327,7 +333,10 @@ func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage)
 		payload = binary.AppendUvarint(payload, uint64(len(val)))
 		payload = append(payload, val...)
 	}
-	rec := &logRecord{payload: payload, n: len(msgs)}
+	rec := &logRecord{payload: payload, n: len(msgs), keys: make([]idKey, len(msgs))}
+	for i, m := range msgs {
+		rec.keys[i] = idKey{m.Owner, m.ID}
+	}
 
 	if err := l.room(ctx); err != nil {
 		return err
@@ -347,6 +356,9 @@ func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage)
 
 	if !lead {
 		if err := <-me.done; err != errLead {
+			if err != nil {
+				l.forget(rec)
+			}
 			return err
 		}
 	}
@@ -372,7 +384,11 @@ func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage)
 		l.signal()
 	}
 	l.mu.Unlock()
-	return <-me.done
+	err = <-me.done
+	if err != nil {
+		l.forget(rec)
+	}
+	return err
 }
 
 // write appends a group's records in one write and syncs them.
@@ -492,9 +508,10 @@ func (l *archiveLog) caughtUp(ctx context.Context) error {
 	}
 }
 
-// checkIDs rejects msgs when one of their IDs is in its owner's archive
-// or comes twice; the caller holds amu. IDs are made in increasing order,
-// so nearly every one is above its owner's newest and needs no read.
+// checkIDs rejects msgs when one of their IDs is in its owner's archive,
+// logged and not yet applied, or comes twice; the caller holds amu. IDs
+// are made in increasing order, so nearly every one is above its owner's
+// newest and needs no read.
 func (l *archiveLog) checkIDs(ctx context.Context, msgs []storage.ArchivedMessage) error {
 	upd := make(map[string]string)
 	fresh := true
@@ -510,20 +527,19 @@ func (l *archiveLog) checkIDs(ctx context.Context, msgs []storage.ArchivedMessag
 		upd[m.Owner] = m.ID
 	}
 	if !fresh {
-		// An owner not seen since Open, or an ID out of order: compare
-		// with the database once everything logged is in it.
-		if err := l.settle(ctx); err != nil {
-			return err
-		}
-		seen := make(map[[2]string]bool, len(msgs))
+		// An owner not seen since Open (the database then holds all of
+		// theirs), or an ID out of order.
+		clear(upd)
+		seen := make(map[idKey]bool, len(msgs))
 		err := l.s.view(ctx, func(tx *bolt.Tx) error {
 			for _, m := range msgs {
-				if seen[[2]string{m.Owner, m.ID}] {
+				k := idKey{m.Owner, m.ID}
+				if seen[k] {
 					return fmt.Errorf("boltstore: id %q comes twice for %q", m.ID, m.Owner)
 				}
-				seen[[2]string{m.Owner, m.ID}] = true
+				seen[k] = true
 				ab := readArchive(tx, m.Owner)
-				if ab != nil && ab.msg.Get([]byte(m.ID)) != nil {
+				if _, ok := l.unapplied[k]; ok || ab != nil && ab.msg.Get([]byte(m.ID)) != nil {
 					return fmt.Errorf("boltstore: the archive of %q already holds id %q", m.Owner, m.ID)
 				}
 				if _, ok := upd[m.Owner]; ok {
@@ -548,35 +564,20 @@ func (l *archiveLog) checkIDs(ctx context.Context, msgs []storage.ArchivedMessag
 	for o, id := range upd {
 		l.newest[o] = id
 	}
+	for _, m := range msgs {
+		l.unapplied[idKey{m.Owner, m.ID}] = struct{}{}
+	}
 	return nil
 }
 
-// settle waits until no write is in flight and every record is applied;
-// the caller holds amu, so no new record can come.
-func (l *archiveLog) settle(ctx context.Context) error {
-	for {
-		l.mu.Lock()
-		done := !l.writing && l.applied >= l.logged
-		err, closing, ch := l.err, l.closing, l.changed
-		if !done && !l.hurry {
-			l.hurry = true
-			l.signal()
-		}
-		l.mu.Unlock()
-		switch {
-		case err != nil:
-			return err
-		case done:
-			return nil
-		case closing:
-			return storage.ErrClosed
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+// forget drops rec's IDs from unapplied: it is applied, or failed.
+func (l *archiveLog) forget(rec *logRecord) {
+	l.amu.Lock()
+	for _, k := range rec.keys {
+		delete(l.unapplied, k)
 	}
+	l.amu.Unlock()
+	rec.keys = nil
 }
 
 // index applies logged records until Close.
@@ -622,6 +623,11 @@ func (l *archiveLog) index() {
 		l.mu.Unlock()
 
 		err := l.apply(recs)
+		if err == nil {
+			for _, r := range recs {
+				l.forget(r)
+			}
+		}
 
 		l.mu.Lock()
 		if err != nil {

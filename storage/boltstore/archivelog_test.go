@@ -314,3 +314,42 @@ func TestArchiveLogTwoFiles(t *testing.T) {
 		t.Fatalf("replayed %d messages, want %d (both files)", len(got), want)
 	}
 }
+
+// TestArchiveLogIDsOutOfOrder: IDs that come out of order (two senders
+// to one owner) are accepted, and a repeat is refused both while its
+// first copy waits for the indexer and after it is applied.
+func TestArchiveLogIDsOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "p.db"), &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.alog.mu.Lock()
+	s.alog.delay = time.Hour // nothing is applied until a read asks
+	s.alog.mu.Unlock()
+	m := func(i int) []storage.ArchivedMessage { return logMessages("alice@x", "bob@x", i, 1) }
+	for _, i := range []int{5, 3, 9, 4} {
+		if err := s.AppendMessages(ctx, m(i)); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	for _, i := range []int{3, 9} {
+		if err := s.AppendMessages(ctx, m(i)); err == nil {
+			t.Fatalf("id %d accepted twice while waiting for the indexer", i)
+		}
+	}
+	if got := countArchive(t, s, "alice@x"); len(got) != 4 {
+		t.Fatalf("%d messages, want 4", len(got))
+	}
+	if err := s.AppendMessages(ctx, m(4)); err == nil {
+		t.Fatal("id 4 accepted twice after it was applied")
+	}
+	two := append(m(7), m(7)...)
+	if err := s.AppendMessages(ctx, two); err == nil {
+		t.Fatal("an id twice in one call was accepted")
+	}
+	if err := s.AppendMessages(ctx, m(7)); err != nil {
+		t.Fatalf("id 7 after a failed call that had it: %v", err)
+	}
+}
