@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/meeting"
 	"github.com/parleyhq/parley/muc"
 	"github.com/parleyhq/parley/roster"
+	"github.com/parleyhq/parley/s2s"
 	"github.com/parleyhq/parley/storage"
 	"github.com/parleyhq/parley/storage/boltstore"
 	"github.com/parleyhq/parley/web"
@@ -173,6 +174,10 @@ type Config struct {
 	// named after the alias and open to its members only. Users create
 	// other rooms on conference.<domain> either way (XEP-0045).
 	AliasRooms bool
+
+	// Federation: contacts on other servers (server-to-server XMPP); off
+	// unless Federation.Enabled. See Federation.
+	Federation Federation
 }
 
 // Server is Parley embedded in a mail host. Create it with New, hand it
@@ -187,6 +192,7 @@ type Server struct {
 	roster  *roster.Service
 	chat    *chat.Service
 	xmpp    *xmppsrv.Server
+	s2s     *s2s.Server // nil without federation
 	files   *files.Service
 	meet    *meeting.Service
 	media   *media.SFU
@@ -310,6 +316,12 @@ func New(cfg Config) (*Server, error) {
 	s.xmpp = x
 	x.Extend([]xmppsrv.Component{xmppsrv.NewMUC(x, muc.Config{AliasRooms: cfg.AliasRooms})}, nil)
 	x.Extend(nil, xmppsrv.AccountServices(x)) // PEP, private XML storage, blocking
+	if err := s.newFederation(x); err != nil {
+		x.Shutdown(context.Background())
+		fs.Close()
+		s.closeStore()
+		return nil, err
+	}
 	if len(cfg.MediaICEServers) > 0 {
 		// XEP-0215: XMPP clients find the same STUN/TURN servers as the
 		// meeting pages, with expiring TURN credentials.
@@ -456,6 +468,9 @@ func (s *Server) MetricsHandler() http.Handler {
 // closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.xmpp.Shutdown(ctx)
+	if ferr := s.shutdownFederation(ctx); err == nil {
+		err = ferr
+	}
 	s.stopBG()
 	s.closeMedia()
 	s.meet.Close()
