@@ -35,7 +35,8 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 def fed_client(env, clients, user, mam):
     c = new_client(env, clients, user, plugins=("xep_0313", "xep_0054", "xep_0092") if mam else ("xep_0054", "xep_0092"))
     # Answer subscription requests by hand, as a user would.
-    c.roster.auto_authorize = False
+    # (None: neither accept nor refuse by itself; False would refuse.)
+    c.roster.auto_authorize = None
     c.roster.auto_subscribe = False
     return c
 
@@ -131,8 +132,8 @@ async def down(ea, eb, clients, user_a, target):
     a = fed_client(ea, clients, user_a, False)
     await a.login(require_scram=False)
     a.send_message(mto=target, mbody="anyone there?", mtype="chat")
-    err = await a._wait(a.inbox + a.everything, lambda m: m["type"] == "error" and m["from"].bare == slixmpp.JID(target).bare,
-                        "the bounce of the message", timeout=30)
+    err = await a._wait(a.everything, lambda m: m["type"] == "error" and m["from"].bare == slixmpp.JID(target).bare,
+                        timeout=30, what="the bounce of the message")
     cond = error_condition(err)
     expect(cond == "remote-server-not-found", "message bounced with %s, want remote-server-not-found: %s" % (cond, summarize(err)))
     expect(err["body"] == "anyone there?", "the bounce should carry the original body: %s" % summarize(err))
