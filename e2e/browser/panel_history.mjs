@@ -214,13 +214,13 @@ try {
   await step('alice starts a meeting named "Budget review": the link is posted; bob sees it with a card and opens the join page', async () => {
     await q(alice, '.actions').click();
     await q(alice, '.actions-menu [data-action="meeting"]').click();
-    check((await q(alice, '#meet-room').getAttribute('placeholder')) === `Meeting with ${BOB}`, 'placeholder');
+    check((await q(alice, '#meet-room').getAttribute('placeholder')) === 'Meeting with Bob Builder', 'placeholder');
     check((await q(alice, '.meet-about').innerText()).includes('Bob Builder'), 'the dialog does not name bob');
     await q(alice, '#meet-room').fill('Budget review');
     await shot(alice, 'meeting-desktop-dialog.png');
     await q(alice, '.meet-form button[type=submit]').click();
     await until(async () => await q(alice, '.meet-dialog').isHidden(), 'the dialog to close');
-    await until(async () => (await q(alice, '.log').innerText()).includes('started a video meeting: Budget review'), 'the message at alice');
+    await until(async () => (await q(alice, '.log').innerText()).includes('Alice Liddell started a video meeting: Budget review'), 'the message at alice');
     check(await focused(q(alice, '.compose textarea')), 'focus is not back in the message box');
     const a = q(alice, '.log .msg.out .bubble a').last();
     link = await a.getAttribute('href');
@@ -246,12 +246,12 @@ try {
     delete pages.join;
   });
 
-  await step('without a room name the meeting is "Meeting with bob@…"', async () => {
+  await step('without a room name the meeting is "Meeting with Bob Builder" (the directory name)', async () => {
     await q(alice, '.actions').click();
     await q(alice, '.actions-menu [data-action="meeting"]').click();
     await q(alice, '#meet-room').press('Enter');
-    await until(async () => (await q(bob, '.log').innerText()).includes(`started a video meeting: Meeting with ${BOB}`), 'the default name at bob');
-    await until(async () => (await q(bob, '.log .meeting-card .card-title').last().innerText()) === `Meeting with ${BOB}`, 'the default card title');
+    await until(async () => (await q(bob, '.log').innerText()).includes('Alice Liddell started a video meeting: Meeting with Bob Builder'), 'the default name at bob');
+    await until(async () => (await q(bob, '.log .meeting-card .card-title').last().innerText()) === 'Meeting with Bob Builder', 'the default card title');
   });
 
   await step('the meeting dialog at phone width (bob), by keyboard; Cancel posts nothing', async () => {
