@@ -181,6 +181,29 @@ try {
     await q(bob, '.history-close').click();
   });
 
+  await step('History pages (api/conversations with limit and the next cursor): two sessions, then "Older chat sessions" adds the third', async () => {
+    const asked = [];
+    const watch = (r) => { if (r.url().includes('/api/conversations')) asked.push(new URL(r.url()).searchParams); };
+    bob.on('request', watch);
+    await bob.evaluate(() => { document.querySelector('parley-chat').sessionsPage = 2; });
+    await q(bob, '.history-toggle').click();
+    await until(async () => (await q(bob, '.history-panel .session').count()) === 2, 'bob\'s first page of two');
+    check((await q(bob, '.history-panel .files-count').innerText()) === '2 most recent chat sessions, newest first', 'count line ' + await q(bob, '.history-panel .files-count').innerText());
+    const first = await q(bob, '.history-panel .session-preview').allInnerTexts();
+    await shot(bob, 'history-phone-older-button.png');
+    await q(bob, '.history-panel button.older-sessions').click();
+    await until(async () => (await q(bob, '.history-panel .session').count()) === 3, 'bob\'s three sessions after Older');
+    const all = await q(bob, '.history-panel .session-preview').allInnerTexts();
+    const want = [...SESSIONS].reverse().map((x) => x[0][1]);
+    check(JSON.stringify(all) === JSON.stringify(want) && JSON.stringify(all.slice(0, 2)) === JSON.stringify(first), 'sessions ' + JSON.stringify(all));
+    check(!(await q(bob, '.history-panel button.older-sessions').count()), 'an Older button after the last page');
+    check(await focused(q(bob, '.history-panel .session button[data-session="2"]')), 'focus is not on the first session of the new page');
+    check(asked.length === 2 && asked[0].get('limit') === '2' && !asked[0].get('before') && asked[1].get('before'), 'requests ' + asked.map(String).join(' | '));
+    bob.off('request', watch);
+    await bob.evaluate(() => { document.querySelector('parley-chat').sessionsPage = 20; });
+    await q(bob, '.history-close').click();
+  });
+
   await step('Actions (…): "Start a meeting", "Audio call" and "Video call", all enabled', async () => {
     await q(alice, '.actions').click();
     const item = q(alice, '.actions-menu [data-action="meeting"]');

@@ -324,6 +324,9 @@ export class ParleyChat extends HTMLElement {
     this.convs = new Map(); // bare JID -> conversation
     this.invites = new Map(); // bare JID -> {jid, name}
     this.active = ''; // bare JID of the open conversation
+    // How many past chat sessions History lists at a time (1 to 100);
+    // "Older chat sessions" lists the next ones.
+    this.sessionsPage = 20;
     this.me = { jid: '', name: '' };
     this.myStatus = ['available', 'away', 'dnd', 'offline'].includes(load('parley.status')) ? load('parley.status') : 'available';
     this.showOffline = load('parley.showOffline') !== '0';
@@ -544,6 +547,7 @@ export class ParleyChat extends HTMLElement {
     s.historyWindow.addEventListener('click', () => this._historyWindow());
     s.historyBody.addEventListener('click', (e) => {
       if (e.target.closest('button.retry')) { this._loadHistory(); return; }
+      if (e.target.closest('button.older-sessions')) { this._loadHistory(true); return; }
       if (e.target.closest('button.retry-session')) { this._openSession(this._histSession); return; }
       const b = e.target.closest('button[data-session]');
       if (b) this._openSession(this._sessions?.[Number(b.dataset.session)]);
@@ -1411,6 +1415,7 @@ export class ParleyChat extends HTMLElement {
     // A past session is read only: the message box goes while it shows.
     s.thread.classList.toggle('reading', show);
     this._sessions = null;
+    this._sessionsNext = '';
     this._histSession = null;
     this._sessionSeq = (this._sessionSeq || 0) + 1;
     if (show) {
@@ -1447,27 +1452,50 @@ export class ParleyChat extends HTMLElement {
     }
   }
 
-  async _loadHistory() {
+  // _loadHistory loads the first page of past sessions (api/conversations,
+  // newest first), or with more the next, older page after those shown.
+  async _loadHistory(more = false) {
     const s = this.$;
     const jid = this.active;
     const seq = (this._historySeq = (this._historySeq || 0) + 1);
+    const cursor = more ? this._sessionsNext : '';
+    if (more && !cursor) return;
+    const olderButton = s.historyBody.querySelector('button.older-sessions');
+    if (more && olderButton) { olderButton.disabled = true; olderButton.textContent = 'Loading…'; }
     let list;
+    let next = '';
     try {
       const u = new URL('conversations', this.apiBase);
       u.searchParams.set('with', jid);
+      if (cursor) u.searchParams.set('before', cursor);
+      const size = Math.trunc(Number(this.sessionsPage));
+      if (size >= 1 && size <= 100) u.searchParams.set('limit', String(size));
       const r = await fetch(u, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
       const data = await r.json().catch(() => ({}));
       if (!r.ok) throw new Error(typeof data.error === 'string' ? data.error : r.statusText || String(r.status));
       list = Array.isArray(data.conversations) ? data.conversations : [];
+      next = typeof data.next === 'string' ? data.next : '';
     } catch (e) {
       if (seq !== this._historySeq || s.historyPanel.hidden || this._histSession) return;
+      if (more) {
+        if (olderButton) { olderButton.disabled = false; olderButton.textContent = 'Older chat sessions'; }
+        this._notice(`Older chat sessions could not be loaded: ${e.message.replace(/\.$/, '')}.`);
+        return;
+      }
       s.historyBody.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The chat history could not be loaded: ${e.message.replace(/\.$/, '')}. `,
         h('button', { type: 'button', class: 'link retry', text: 'Try again' })));
       return;
     }
     if (seq !== this._historySeq || s.historyPanel.hidden || jid !== this.active) return;
-    this._sessions = list.map(sessionOf).filter(Boolean);
-    if (!this._histSession) this._renderSessions();
+    const page = list.map(sessionOf).filter(Boolean);
+    const first = more ? (this._sessions || []).length : 0;
+    this._sessions = more ? [...(this._sessions || []), ...page] : page;
+    this._sessionsNext = next;
+    if (!this._histSession) {
+      this._renderSessions();
+      // Keyboard users go on from the first session of the new page.
+      if (more) s.historyBody.querySelector(`button[data-session="${first}"]`)?.focus();
+    }
   }
 
   _renderSessions() {
@@ -1487,9 +1515,11 @@ export class ParleyChat extends HTMLElement {
           c.preview ? h('span', { class: 'session-preview', text: c.preview }) : null),
         h('button', { type: 'button', class: 'small', 'data-session': String(i), text: 'Open', 'aria-label': `Open the chat of ${when}, ${count}` }));
     });
+    const more = !!this._sessionsNext;
     s.historyBody.replaceChildren(
-      h('p', { class: 'muted files-count', text: `${list.length} chat session${list.length === 1 ? '' : 's'}, newest first` }),
-      h('ul', { class: 'session-list', 'aria-label': `Chat sessions with ${name}` }, items));
+      h('p', { class: 'muted files-count', text: `${list.length}${more ? ' most recent' : ''} chat session${list.length === 1 ? '' : 's'}, newest first` }),
+      h('ul', { class: 'session-list', 'aria-label': `Chat sessions with ${name}` }, items),
+      more ? h('button', { type: 'button', class: 'small older-sessions', text: 'Older chat sessions' }) : null);
   }
 
   // _openSession shows one session's messages, read only, from the
