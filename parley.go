@@ -173,6 +173,11 @@ type Config struct {
 	// named after the alias and open to its members only. Users create
 	// other rooms on conference.<domain> either way (XEP-0045).
 	AliasRooms bool
+
+	// Push configures push notifications to phones (XEP-0357): what a
+	// notification may tell the app server. The zero value names the
+	// sender and never the message text.
+	Push xmppsrv.PushConfig
 }
 
 // Server is Parley embedded in a mail host. Create it with New, hand it
@@ -310,6 +315,7 @@ func New(cfg Config) (*Server, error) {
 	s.xmpp = x
 	x.Extend([]xmppsrv.Component{xmppsrv.NewMUC(x, muc.Config{AliasRooms: cfg.AliasRooms})}, nil)
 	x.Extend(nil, xmppsrv.AccountServices(x)) // PEP, private XML storage, blocking
+	x.Extend(nil, []xmppsrv.AccountHandler{xmppsrv.NewPush(x, cfg.Push)})
 	if len(cfg.MediaICEServers) > 0 {
 		// XEP-0215: XMPP clients find the same STUN/TURN servers as the
 		// meeting pages, with expiring TURN credentials.
