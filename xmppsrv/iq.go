@@ -62,6 +62,8 @@ func (srv *Server) handleIQ(s *Session, el *Element, to jid.JID) {
 	case to.IsBare():
 		if typ == "get" || typ == "set" {
 			srv.accountIQ(s, el, to)
+		} else {
+			srv.answered(s.full, el.Get("id"), el) // answers to what the server sent for the account (XEP-0357)
 		}
 	default:
 		for _, r := range srv.router.Resources(to.Bare().String()) {

@@ -285,10 +285,9 @@ func (srv *Server) presenceToRemote(b []byte, to jid.JID) {
 func (srv *Server) remoteIQ(el *Element, from, to jid.JID) {
 	typ := el.Get("type")
 	if typ == "result" || typ == "error" {
-		if !to.IsBare() {
+		// An answer to the server's own query (push), else to a client's.
+		if !srv.answered(from, el.Get("id"), el) && !to.IsBare() {
 			srv.toLocalFull(el, to)
-		} else {
-			srv.answered(from, el.Get("id"), el)
 		}
 		return
 	}

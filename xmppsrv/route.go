@@ -185,6 +185,7 @@ func (srv *Server) receivedCopies(received *Element, to jid.JID, typ string, got
 // delivered and must not be stored.
 // It returns the sessions the message was handed to.
 func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce func(cond, text string)) []*Session {
+	defer srv.notifyPush(el, to, typ) // XEP-0357, for devices with no connected session
 	sessions := srv.router.Resources(to.Bare().String())
 	stateOnly := chatStateOnly(el)
 	if !to.IsBare() {

@@ -147,6 +147,7 @@ type Server struct {
 	components map[string]Component      // see Extend
 	handlers   map[string]AccountHandler // see Extend
 	ext        ext                       // optional abilities of handlers, see Extend
+	push       *push                     // XEP-0357, when NewPush was called
 	states     chan func()               // receipt and marker bookkeeping, off the hot path
 	statesDone chan struct{}
 	drainOnce  sync.Once
