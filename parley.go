@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/meeting"
 	"github.com/parleyhq/parley/muc"
 	"github.com/parleyhq/parley/roster"
+	"github.com/parleyhq/parley/s2s"
 	"github.com/parleyhq/parley/storage"
 	"github.com/parleyhq/parley/storage/boltstore"
 	"github.com/parleyhq/parley/web"
@@ -174,6 +175,10 @@ type Config struct {
 	// other rooms on conference.<domain> either way (XEP-0045).
 	AliasRooms bool
 
+	// Federation: contacts on other servers (server-to-server XMPP); off
+	// unless Federation.Enabled. See Federation.
+	Federation Federation
+
 	// Push configures push notifications to phones (XEP-0357): what a
 	// notification may tell the app server. The zero value names the
 	// sender and never the message text.
@@ -196,6 +201,7 @@ type Server struct {
 	roster  *roster.Service
 	chat    *chat.Service
 	xmpp    *xmppsrv.Server
+	s2s     *s2s.Server // nil without federation
 	files   *files.Service
 	meet    *meeting.Service
 	media   *media.SFU
@@ -320,6 +326,12 @@ func New(cfg Config) (*Server, error) {
 	x.Extend([]xmppsrv.Component{xmppsrv.NewMUC(x, muc.Config{AliasRooms: cfg.AliasRooms})}, nil)
 	x.Extend(nil, xmppsrv.AccountServices(x)) // PEP, private XML storage, blocking
 	x.Extend(nil, []xmppsrv.AccountHandler{xmppsrv.NewPush(x, cfg.Push)})
+	if err := s.newFederation(x); err != nil {
+		x.Shutdown(context.Background())
+		fs.Close()
+		s.closeStore()
+		return nil, err
+	}
 	if len(cfg.MediaICEServers) > 0 {
 		// XEP-0215: XMPP clients find the same STUN/TURN servers as the
 		// meeting pages, with expiring TURN credentials.
@@ -473,6 +485,9 @@ func (s *Server) MetricsHandler() http.Handler {
 // closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.xmpp.Shutdown(ctx)
+	if ferr := s.shutdownFederation(ctx); err == nil {
+		err = ferr
+	}
 	s.stopBG()
 	s.closeMedia()
 	s.meet.Close()

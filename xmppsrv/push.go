@@ -435,9 +435,9 @@ func truncateUTF8(s string, n int) string {
 // sendFromServer routes an iq get or set that the server itself sends on
 // a user's behalf (its 'from' set) to any address, and calls fn with the
 // answer, or with nil after timeout. A local full JID gets it on its
-// session; an address on another server needs federation, and until a
-// remote route exists it is answered at once with remote-server-not-found
-// (of type cancel), as a client's stanza would be.
+// session; an address on another server gets it through federation (see
+// SetRemote), or, without federation, an answer of remote-server-not-found
+// at once, as a client's stanza would.
 func (srv *Server) sendFromServer(iq *Element, timeout time.Duration, fn func(*Element)) {
 	to, err := jid.Parse(iq.Get("to"))
 	id := iq.Get("id")
@@ -465,10 +465,9 @@ func (srv *Server) sendFromServer(iq *Element, timeout time.Duration, fn func(*E
 	sent := false
 	switch {
 	case !srv.Local(to.Domain()):
-		if forget() {
-			fail("remote-server-not-found")
-		}
-		return
+		// Through federation; a failure comes back as an error answer.
+		srv.sendRemote(iq)
+		sent = true
 	case to.Local() != "" && !to.IsBare():
 		for _, r := range srv.router.Resources(to.Bare().String()) {
 			if r.full == to {
