@@ -784,6 +784,7 @@
     const camOff = S.muted.camera || !S.local.camera;
     label(cam, camOff ? 'camOff' : 'cam', camOff ? 'Start video' : 'Stop video');
     cam.classList.toggle('off', camOff);
+    cam.hidden = audioOnly; // an audio call has no camera to start
     label(scr, 'screen', S.local.screen ? 'Stop sharing' : 'Share screen');
     scr.classList.toggle('active', !!S.local.screen);
     rec.hidden = !(isModerator() && (meetingAllowsRecording() || S.recording));
