@@ -141,9 +141,9 @@ func (s *Server) closeMedia() {
 // disconnects them, the end of the meeting disconnects everyone, and
 // recording stops when the organizer disallows it.
 type mediaBridge struct {
-	meet  *meeting.Service
-	sfu   *media.SFU
-	log   *slog.Logger
+	meet *meeting.Service
+	sfu  *media.SFU
+	log  *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -418,4 +418,3 @@ func recordingName(info media.RecordingInfo) string {
 	}
 	return name + ".webm"
 }
-
