@@ -152,7 +152,7 @@ func TestMediaFollowsMeeting(t *testing.T) {
 		t.Fatalf("a bad credential: %v", msg)
 	}
 	ca, joined := joinMedia(t, hs.URL, ta.Credential)
-	if joined["room"] != m.ID || joined["participant"] != ta.Participant.ID || joined["role"] != "moderator" || joined["name"] != "alice" {
+	if joined["room"] != m.ID || joined["participant"] != ta.Participant.ID || joined["role"] != "moderator" || joined["name"] != "Alice" { // the directory name
 		t.Fatalf("alice joined: %v", joined)
 	}
 	if lim, _ := joined["limits"].(map[string]any); lim["recording"] == true {
