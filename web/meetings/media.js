@@ -413,8 +413,8 @@
         break;
       case 'recording':
         if (S.recording !== !!e.recording) {
+          // The files arrive with the meeting's file.added events.
           toast(e.recording ? 'This meeting is being recorded.' : 'Recording stopped. The recording will be in the Files tab.');
-          if (!e.recording) for (const ms of [1500, 4000, 8000]) setTimeout(() => document.dispatchEvent(new CustomEvent('parley:refresh-files')), ms);
         }
         S.recording = !!e.recording;
         renderBar();
