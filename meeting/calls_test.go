@@ -38,9 +38,12 @@ func TestStartFromChatCalls(t *testing.T) {
 		if st.Link != m.Link+tc.linkSuffix || st.Message != tc.msg+st.Link {
 			t.Errorf("%q: link %q, message %q", tc.call, st.Link, st.Message)
 		}
-		// Anyone with the link joins, logged in or not.
+		// Anyone with the link joins, logged in or not; users show by
+		// their directory names.
 		e.join(m, JoinRequest{Name: "A guest"})
-		e.join(m, JoinRequest{User: bob})
+		if tk := e.join(m, JoinRequest{User: bob}); tk.Participant.Name != "Bob Builder" {
+			t.Errorf("bob joins as %q", tk.Participant.Name)
+		}
 	}
 	// Someone with no directory name is shown by address.
 	carol := jid.MustParse("carol@example.com")

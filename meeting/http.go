@@ -437,6 +437,11 @@ func (s *Service) apiMe(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		out["user"] = u.Address()
 		out["name"] = u.Local()
+		if s.cfg.DisplayName != nil {
+			if n := strings.TrimSpace(s.cfg.DisplayName(r.Context(), u)); n != "" {
+				out["name"] = n
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

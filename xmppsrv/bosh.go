@@ -122,8 +122,9 @@ type boshSess struct {
 
 // boshHeld is a request held for data; the handler waits on done.
 type boshHeld struct {
-	rid  uint64
-	done chan []byte // the response body
+	rid        uint64
+	done       chan []byte // the response body
+	superseded bool        // a retransmission of the request took its place
 }
 
 var errBOSHInactive = errors.New("BOSH session inactive")
@@ -279,6 +280,28 @@ func (b *boshSess) request(r *http.Request, body *Element, rid uint64) []byte {
 	if rid < b.nextRID {
 		// A retransmission: the same answer again (section 14.3).
 		resp, ok := b.cache[rid]
+		if !ok {
+			for i, h := range b.held {
+				if h.rid != rid {
+					continue
+				}
+				// Still held: the client lost that HTTP request and sent
+				// it again; this one is held in its place.
+				b.held = append(b.held[:i:i], b.held[i+1:]...)
+				h.superseded = true
+				h.done <- nil
+				b.cond.Broadcast()
+				b.open++
+				b.stopIdle()
+				resp = b.holdLocked(rid, "", time.Now())
+				b.open--
+				if b.open == 0 && !b.closed {
+					b.startIdle()
+				}
+				b.mu.Unlock()
+				return resp
+			}
+		}
 		b.mu.Unlock()
 		if !ok {
 			b.fail("item-not-found")
@@ -398,6 +421,13 @@ func (b *boshSess) serve(rid uint64, payload [][]byte, empty bool, attrs string)
 			b.mu.Lock()
 		}
 	}
+	return b.holdLocked(rid, attrs, started)
+}
+
+// holdLocked keeps request rid until there is output for it, wait passes,
+// a newer request needs its place (section 10), or a retransmission of it
+// takes its place.
+func (b *boshSess) holdLocked(rid uint64, attrs string, started time.Time) []byte {
 	held := &boshHeld{rid: rid, done: make(chan []byte, 1)}
 	b.held = append(b.held, held)
 	// Section 10: more requests than 'hold' waiting: answer the oldest.
@@ -410,6 +440,9 @@ func (b *boshSess) serve(rid uint64, payload [][]byte, empty bool, attrs string)
 	for {
 		select {
 		case resp := <-held.done:
+			if held.superseded {
+				return []byte(`<body xmlns="` + nsHTTPBind + `"/>`)
+			}
 			return b.finish(rid, attrs, resp)
 		default:
 		}

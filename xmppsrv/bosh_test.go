@@ -150,6 +150,31 @@ func TestBOSHSession(t *testing.T) {
 	c.send("", `<message type='chat' to='bob@example.test' xmlns='jabber:client'><body>from bosh</body></message>`)
 	bob.expect("alice's message", isChat("from bosh"))
 
+	// A held request sent again (its HTTP connection lost) is held in
+	// its place, and gets what arrives.
+	c.rid++
+	lost := make(chan *Element, 1)
+	go func() {
+		el, _ := c.post(fmt.Sprintf(`<body rid='%d' sid='%s' xmlns='http://jabber.org/protocol/httpbind'/>`, c.rid, c.sid))
+		lost <- el
+	}()
+	time.Sleep(200 * time.Millisecond)
+	go func() {
+		el, _ := c.post(fmt.Sprintf(`<body rid='%d' sid='%s' xmlns='http://jabber.org/protocol/httpbind'/>`, c.rid, c.sid))
+		done <- el
+	}()
+	if el := <-lost; len(el.Elements()) != 0 || el.Get("type") == "terminate" {
+		t.Fatalf("the superseded request: %s", el.Bytes(""))
+	}
+	bob.send(`<message type='chat' to='alice@example.test' id='m2'><body>again</body></message>`)
+	select {
+	case held = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the retransmitted held request was not answered")
+	}
+	c.got = append(c.got, held.Elements()...)
+	c.expect("bob's second message", isChat("again"))
+
 	// A retransmitted request gets the same answer.
 	c.send("", `<iq type='get' id='p1' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>`)
 	first := c.rid

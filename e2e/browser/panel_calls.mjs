@@ -228,6 +228,8 @@ try {
     check(ga.sending.includes('audio') && gb.sending.includes('audio'), 'no audio sender');
     const cams = await aliceRoom.evaluate(() => window.parleyMedia.tracks.filter((t) => t.source === 'camera').length);
     check(cams === 0, cams + ' camera tracks in an audio call');
+    check(await aliceRoom.locator('#media-camera').isHidden() && await bobRoom.locator('#media-camera').isHidden(), 'a camera button in an audio call');
+    check(await aliceRoom.locator('#media-mic').isVisible(), 'no microphone button in an audio call');
     await aliceRoom.screenshot({ path: path.join(shots, 'calls-desktop-audio-room.png') });
     await bobRoom.screenshot({ path: path.join(shots, 'calls-phone-audio-room.png') });
     await aliceRoom.close();

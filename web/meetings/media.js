@@ -413,8 +413,8 @@
         break;
       case 'recording':
         if (S.recording !== !!e.recording) {
+          // The files arrive with the meeting's file.added events.
           toast(e.recording ? 'This meeting is being recorded.' : 'Recording stopped. The recording will be in the Files tab.');
-          if (!e.recording) for (const ms of [1500, 4000, 8000]) setTimeout(() => document.dispatchEvent(new CustomEvent('parley:refresh-files')), ms);
         }
         S.recording = !!e.recording;
         renderBar();
@@ -784,6 +784,7 @@
     const camOff = S.muted.camera || !S.local.camera;
     label(cam, camOff ? 'camOff' : 'cam', camOff ? 'Start video' : 'Stop video');
     cam.classList.toggle('off', camOff);
+    cam.hidden = audioOnly; // an audio call has no camera to start
     label(scr, 'screen', S.local.screen ? 'Stop sharing' : 'Share screen');
     scr.classList.toggle('active', !!S.local.screen);
     rec.hidden = !(isModerator() && (meetingAllowsRecording() || S.recording));
