@@ -129,6 +129,14 @@ func TestRemoteRouting(t *testing.T) {
 		t.Fatalf("MAM with the remote contact: %q", bodies)
 	}
 
+	// Addressed to one resource: the other gets a "received" carbon.
+	h.srv.Deliver(parseOrDie(t, `<message xmlns='jabber:client' from='bob@remote.test/x' to='alice@`+domain+`/a' type='chat'><body>to your phone</body></message>`))
+	alice.expect("to the resource", isChat("to your phone"))
+	alice2.expect("received carbon", func(e *Element) bool {
+		rc := e.Child(nsCarbons, "received")
+		return rc != nil && rc.Child(nsForward, "forwarded").Child(nsClient, "message").ChildText(nsClient, "body") == "to your phone"
+	})
+
 	// Inbound message for someone who does not exist: an error goes back.
 	h.srv.Deliver(parseOrDie(t, `<message xmlns='jabber:client' from='bob@remote.test/x' to='nobody@`+domain+`' type='chat'><body>?</body></message>`))
 	e := remote.expect(t, "an error back", func(e *Element) bool { return e.Get("type") == "error" })
