@@ -260,3 +260,13 @@ func nextXML(t *testing.T, d *xml.Decoder) string {
 		}
 	}
 }
+
+// TestFederationDirectTLS: the same conversation over direct-TLS server
+// streams (XEP-0368, -s2ss-addr) in both directions.
+func TestFederationDirectTLS(t *testing.T) {
+	ta := freeAddrsOn(t, "127.0.0.2", 2)
+	tb := freeAddrsOn(t, "127.0.0.3", 2)
+	a := startFedHost(t, "a.test", "127.0.0.2", ta[0], map[string]string{"b.test": "tls://" + tb[1]}, "-s2ss-addr", ta[1])
+	b := startFedHost(t, "b.test", "127.0.0.3", tb[0], map[string]string{"a.test": "tls://" + ta[1]}, "-s2ss-addr", tb[1])
+	fedSlix(t, a.env(), b.env(), "contacts", "alice", "bob")
+}

@@ -532,3 +532,41 @@ func TestIdleStreamCloses(t *testing.T) {
 		t.Fatalf("got %s", got.Bytes(""))
 	}
 }
+
+// TestPiggybackedDomainVerifiedOnItsOwn: a server for two domains proves
+// the first, then piggybacks the second on the same stream; each is
+// verified with the authoritative server, and stanzas from a domain the
+// stream did not prove are refused.
+func TestPiggybackedDomainVerifiedOnItsOwn(t *testing.T) {
+	a, b := pair(t, nil, false, nil)
+	a.local.domains["a2.test"] = true
+	b.srv.cfg.Override["a2.test"] = a.addr
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	id := r.hdr["id"]
+	fmt.Fprintf(r.c, `<db:result from="a.test" to="b.test">%s</db:result>`, DialbackKey(a.srv.secret, "b.test", "a.test", id))
+	if res := r.next(); res.Get("type") != "valid" || res.Get("to") != "a.test" {
+		t.Fatalf("first domain: %s", res.Bytes(nsServer))
+	}
+	// A wrong key for the second domain is refused without harming the first.
+	fmt.Fprintf(r.c, `<db:result from="a2.test" to="b.test">%s</db:result>`, DialbackKey([]byte("wrong"), "b.test", "a2.test", id))
+	if res := r.next(); res.Get("type") != "invalid" || res.Get("to") != "a2.test" {
+		t.Fatalf("forged piggyback: %s", res.Bytes(nsServer))
+	}
+	fmt.Fprint(r.c, `<message from="alice@a.test" to="bob@b.test"><body>first</body></message>`)
+	if got := b.local.expect(t, "message from the proved domain"); got.ChildText(nsClient, "body") != "first" {
+		t.Fatalf("got %s", got.Bytes(""))
+	}
+	fmt.Fprintf(r.c, `<db:result from="a2.test" to="b.test">%s</db:result>`, DialbackKey(a.srv.secret, "b.test", "a2.test", id))
+	if res := r.next(); res.Get("type") != "valid" || res.Get("to") != "a2.test" {
+		t.Fatalf("piggybacked domain: %s", res.Bytes(nsServer))
+	}
+	fmt.Fprint(r.c, `<message from="zoe@a2.test" to="bob@b.test"><body>second</body></message>`)
+	if got := b.local.expect(t, "message from the piggybacked domain"); got.Get("from") != "zoe@a2.test" {
+		t.Fatalf("got %s", got.Bytes(""))
+	}
+	// The stream proved a.test and a2.test for b.test only.
+	fmt.Fprint(r.c, `<message from="alice@a.test" to="bob@b2.test"><body>x</body></message>`)
+	if se := r.next(); describe(se) != "host-unknown" {
+		t.Fatalf("stanza to a domain not served: %s", se.Bytes(""))
+	}
+}

@@ -26,15 +26,17 @@ fi
 section "Debian packages"
 # python3-slixmpp and go-sendxmpp are the third-party clients of the e2e
 # suite; gcc and libc6-dev are what -race (cgo) needs; ffmpeg's ffprobe
-# reads the meeting recordings of the browser suite.
+# reads the meeting recordings of the browser suite; prosody is the other
+# server of the federation tests, which run their own unprivileged copy
+# from a temporary directory on loopback ports.
 need=()
-for pkg in python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg; do
+for pkg in python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg prosody; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
 		need+=("$pkg")
 	fi
 done
 if [ ${#need[@]} -eq 0 ]; then
-	echo "all present: python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg"
+	echo "all present: python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg prosody"
 else
 	echo "missing: ${need[*]}"
 	sudo=()
