@@ -96,9 +96,9 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 || [ ! 
 		browser_ok=0
 	fi
 fi
-if [ "$browser_ok" = 1 ] && [ ! -f e2e/browser/node_modules/playwright-core/package.json ]; then
+if [ "$browser_ok" = 1 ] && { [ ! -f e2e/browser/node_modules/playwright-core/package.json ] || [ ! -f e2e/browser/node_modules/strophe.js/package.json ]; }; then
 	if ! (cd e2e/browser && { npm ci --no-audit --no-fund </dev/null || npm install --no-audit --no-fund </dev/null; }); then
-		echo "test.sh: npm could not install playwright-core in e2e/browser" >&2
+		echo "test.sh: npm could not install playwright-core and strophe.js in e2e/browser" >&2
 		browser_ok=0
 	fi
 fi
