@@ -570,3 +570,61 @@ func TestPiggybackedDomainVerifiedOnItsOwn(t *testing.T) {
 		t.Fatalf("stanza to a domain not served: %s", se.Bytes(""))
 	}
 }
+
+func TestInboundIdleStreamCloses(t *testing.T) {
+	a, b := pair(t, nil, false, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	fmt.Fprintf(r.c, `<db:result from="a.test" to="b.test">%s</db:result>`, DialbackKey(a.srv.secret, "b.test", "a.test", r.hdr["id"]))
+	if res := r.next(); res.Get("type") != "valid" {
+		t.Fatalf("dialback: %s", res.Bytes(nsServer))
+	}
+	start := time.Now()
+	if se := r.next(); describe(se) != "connection-timeout" {
+		t.Fatalf("idle stream answered with %s", se.Bytes(""))
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("closed after %s, before the idle timeout", d)
+	}
+}
+
+func TestQueueBoundedWhileConnecting(t *testing.T) {
+	a := newPeer(t, "a.test", nil, func(c *Config) { c.QueueLength = 2; c.ConnectTimeout = 500 * time.Millisecond })
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	a.srv.cfg.Override["slow.test"] = ln.Addr().String()
+	for i := range 3 {
+		a.srv.Send(message("alice@a.test/x", "bob@slow.test", fmt.Sprint(i)))
+	}
+	first := a.local.expect(t, "the overflow bounce")
+	if errorCondition(first) != "resource-constraint" || first.ChildText(nsClient, "body") != "2" {
+		t.Fatalf("overflow: %s", first.Bytes(nsClient))
+	}
+	for i := range 2 {
+		got := a.local.expect(t, "timeout bounce")
+		if errorCondition(got) != "remote-server-timeout" || got.ChildText(nsClient, "body") != fmt.Sprint(i) {
+			t.Fatalf("bounce %d: %s", i, got.Bytes(nsClient))
+		}
+	}
+}
+
+func TestInboundAuthTimeout(t *testing.T) {
+	_, b := pair(t, nil, false, func(c *Config) { c.AuthTimeout = 700 * time.Millisecond })
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	// Whitespace keepalives do not extend the time to authenticate.
+	for range 4 {
+		time.Sleep(100 * time.Millisecond)
+		fmt.Fprint(r.c, " ")
+	}
+	if se := r.next(); describe(se) != "connection-timeout" {
+		t.Fatalf("unauthenticated stream answered with %s", se.Bytes(""))
+	}
+}

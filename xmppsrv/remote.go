@@ -198,6 +198,7 @@ func isNotChat(err error) bool {
 // to the sender's other resources.
 func (srv *Server) remoteOutMessage(s *Session, el *Element, to jid.JID, typ string) {
 	if typ != "error" {
+		srv.recordStates(s.bare, to.Bare(), el)
 		srv.shareFiles(el, s.bare, to.Bare())
 	}
 	sent := el
