@@ -270,3 +270,17 @@ func TestFederationDirectTLS(t *testing.T) {
 	b := startFedHost(t, "b.test", "127.0.0.3", tb[0], map[string]string{"a.test": "tls://" + ta[1]}, "-s2ss-addr", tb[1])
 	fedSlix(t, a.env(), b.env(), "contacts", "alice", "bob")
 }
+
+// TestFederationDenyList: a.test refuses b.test; a message either way
+// comes back to its sender with remote-server-not-found.
+func TestFederationDenyList(t *testing.T) {
+	sa := freeAddrsOn(t, "127.0.0.2", 1)[0]
+	sb := freeAddrsOn(t, "127.0.0.3", 1)[0]
+	a := startFedHost(t, "a.test", "127.0.0.2", sa, map[string]string{"b.test": sb}, "-s2s-deny", "b.test")
+	b := startFedHost(t, "b.test", "127.0.0.3", sb, map[string]string{"a.test": sa})
+	fedSlix(t, a.env(), a.env(), "down", "alice", "bob@b.test")
+	fedSlix(t, b.env(), b.env(), "down", "bob", "alice@a.test")
+	if !strings.Contains(a.log.String(), "not allowed") {
+		t.Error("a.test did not log the refused inbound stream")
+	}
+}

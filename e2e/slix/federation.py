@@ -146,10 +146,19 @@ async def contacts(ea, eb, clients, user_a, user_b, mam_b="yes"):
     await a2.wait_presence(available_from(jb), "B's presence, answering the probe at A's login", timeout=20)
     await b2.wait_presence(available_from(ja), "A back online", timeout=20)
 
+    # An error from the other server comes back to the sender.
+    nobody = "nobody-here@" + eb.domain
+    a2.send_message(mto=nobody, mbody="hello?", mtype="chat")
+    err = await a2._wait(a2.everything, lambda m: m["type"] == "error" and m["from"].bare == nobody,
+                         timeout=20, what="the other server's error for an unknown user")
+    cond = error_condition(err)
+    expect(cond in ("service-unavailable", "item-not-found"),
+           "message to an unknown remote user bounced with %s: %s" % (cond, summarize(err)))
+
 
 async def down(ea, eb, clients, user_a, target):
-    """A message, a subscription request and an iq to a server that is down
-    come back to the sender with remote-server-not-found."""
+    """A message and an iq to a server that is down (or that federation is
+    refused with) come back to the sender with remote-server-not-found."""
     a = fed_client(ea, clients, user_a, False)
     await a.login(require_scram=False)
     a.send_message(mto=target, mbody="anyone there?", mtype="chat")
