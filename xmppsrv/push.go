@@ -395,7 +395,8 @@ func (p *push) connected(r *pushReg) bool {
 // publish sends one notification (XEP-0357 section 7) from the user's
 // bare JID to the app server and handles its answer: an error of type
 // cancel (the node is gone, the app server refuses) disables the
-// registration (section 8); anything else leaves it.
+// registration (section 8); a wait error, no answer, or the app server's
+// domain being unreachable leave it.
 func (p *push) publish(owner jid.JID, r *pushReg, msg *Element, count, pending int) {
 	form := NewElement(nsXData, "x", "type", "submit").Add(
 		NewElement(nsXData, "field", "var", "FORM_TYPE").Add(NewElement(nsXData, "value").AddText(nsPushSummary)),
@@ -437,7 +438,10 @@ func (p *push) publish(owner jid.JID, r *pushReg, msg *Element, count, pending i
 			p.srv.log.Info("push app server did not answer", "user", owner.String(), "app", r.JID)
 		case answer.Get("type") == "error":
 			e := answer.Child(nsClient, "error")
-			if e == nil || e.Get("type") == "cancel" {
+			// An unreachable remote server is not the app server's verdict
+			// on the registration: it stays for the next message.
+			unreachable := e != nil && (e.Child(nsStanzas, "remote-server-not-found") != nil || e.Child(nsStanzas, "remote-server-timeout") != nil)
+			if (e == nil || e.Get("type") == "cancel") && !unreachable {
 				p.srv.log.Info("push app server refused a notification; disabling the registration",
 					"user", owner.String(), "app", r.JID, "error", string(answer.Bytes(nsClient)))
 				p.change(owner, func(list []*pushReg) []*pushReg {
