@@ -33,6 +33,14 @@ type remoteBox struct{ r Remote }
 // sendRemote routes a stanza from a local entity to another server, or
 // answers it with remote-server-not-found when federation is off.
 func (srv *Server) sendRemote(el *Element) {
+	if to, err := jid.Parse(el.Get("to")); err == nil && (srv.component(to) != nil || srv.isUpload(to)) {
+		// A service of this server (Route from server code): never
+		// another server.
+		if el.Get("type") != "error" && !(el.Local == "iq" && el.Get("type") == "result") {
+			srv.Deliver(errorElement(el, "service-unavailable", to.Domain()+" takes stanzas from its users' sessions only"))
+		}
+		return
+	}
 	remote := srv.remote.Load()
 	if remote == nil || remote.r == nil {
 		if el.Get("type") != "error" && !(el.Local == "iq" && el.Get("type") == "result") {

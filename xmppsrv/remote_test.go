@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parleyhq/parley/muc"
 	"github.com/parleyhq/parley/roster"
 )
 
@@ -206,4 +207,24 @@ func parseOrDie(t *testing.T, s string) *Element {
 		t.Fatal(err)
 	}
 	return el
+}
+
+// TestRouteNeverSendsLocalServicesRemote: a stanza the server itself
+// routes to one of its services (conference.<domain>) never goes to
+// federation.
+func TestRouteNeverSendsLocalServicesRemote(t *testing.T) {
+	h, _ := newMUCHarness(t, muc.Config{})
+	remote := newRecordingRemote()
+	h.srv.SetRemote(remote)
+	alice := h.online("alice", "a")
+	h.srv.Route(NewElement(nsClient, "message", "from", alice.jid, "to", "room@"+mucDomain, "type", "chat"))
+	e := alice.expect("an error", func(e *Element) bool { return e.Local == "message" && e.Get("type") == "error" })
+	if stanzaErrorCond(e) != "service-unavailable" {
+		t.Fatalf("answered %s", e.Bytes(nsClient))
+	}
+	h.srv.Route(NewElement(nsClient, "message", "from", alice.jid, "to", "bob@remote.test", "type", "chat"))
+	remote.expect(t, "the remote one", func(e *Element) bool { return e.Get("to") == "bob@remote.test" })
+	if remote.count() != 0 {
+		t.Fatal("a stanza to a local service reached federation")
+	}
 }
