@@ -84,7 +84,7 @@ func newCA(t *testing.T) *testCA {
 
 // issue returns a certificate for domain, signed by the CA, or self-signed
 // when ca is nil.
-func issue(t *testing.T, ca *testCA, domain string) tls.Certificate {
+func issue(t testing.TB, ca *testCA, domain string) tls.Certificate {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: domain},
 		DNSNames: []string{domain}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -139,7 +139,7 @@ type peer struct {
 
 // newPeer starts a federation for domain with a STARTTLS and a direct-TLS
 // listener on loopback.
-func newPeer(t *testing.T, domain string, ca *testCA, mutate func(*Config)) *peer {
+func newPeer(t testing.TB, domain string, ca *testCA, mutate func(*Config)) *peer {
 	t.Helper()
 	p := &peer{local: newLocal(domain), log: &logRecorder{}}
 	cfg := Config{
@@ -184,7 +184,7 @@ func newPeer(t *testing.T, domain string, ca *testCA, mutate func(*Config)) *pee
 
 // pair returns two federated peers, a.test and b.test, that find each
 // other through Override.
-func pair(t *testing.T, ca *testCA, direct bool, mutate func(*Config)) (a, b *peer) {
+func pair(t testing.TB, ca *testCA, direct bool, mutate func(*Config)) (a, b *peer) {
 	a = newPeer(t, "a.test", ca, mutate)
 	b = newPeer(t, "b.test", ca, mutate)
 	if direct {
