@@ -41,6 +41,11 @@ type BOSHConfig struct {
 	// MaxPending is how many bytes may wait for the client to fetch them
 	// before the session counts as too slow and is closed (default 4 MiB).
 	MaxPending int
+	// MaxSessions bounds the BOSH sessions open at once (default 10000):
+	// one HTTP request opens a session, so without a bound a client could
+	// hold many for the login timeout at the cost of a request each. Past
+	// it, new sessions are refused with policy-violation.
+	MaxSessions int
 }
 
 // BOSHHandler serves XMPP over BOSH at the path it is mounted on: POST
@@ -69,6 +74,9 @@ func (s *Server) BOSHHandler(cfg BOSHConfig) http.Handler {
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 4 << 20
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 10000
 	}
 	return &boshHandler{srv: s, cfg: cfg, sessions: make(map[string]*boshSess)}
 }
@@ -252,14 +260,21 @@ func (h *boshHandler) create(w http.ResponseWriter, r *http.Request, body *Eleme
 		in: make(chan []byte, 64), inDone: make(chan struct{}),
 	}
 	sess.cond = sync.NewCond(&sess.mu)
+	h.mu.Lock()
+	if len(h.sessions) >= h.cfg.MaxSessions {
+		h.mu.Unlock()
+		s.log.Warn("BOSH session refused: BOSHConfig.MaxSessions reached", "remote", r.RemoteAddr, "max", h.cfg.MaxSessions)
+		writeBody(w, terminate("policy-violation"))
+		return
+	}
+	h.sessions[sess.sid] = sess
+	h.mu.Unlock()
 	xs := newSession(s, sess, true)
 	if !s.track(xs) {
+		sess.forget()
 		writeBody(w, terminate("system-shutdown"))
 		return
 	}
-	h.mu.Lock()
-	h.sessions[sess.sid] = sess
-	h.mu.Unlock()
 	go xs.run()
 	attrs := fmt.Sprintf(` sid="%s" wait="%d" hold="%d" requests="%d" inactivity="%d" polling="%d" ver="1.11" from="%s" secure="true" xmpp:version="1.0" xmpp:restartlogic="true" xmlns:xmpp="%s" xmlns:stream="%s"`,
 		sess.sid, int(wait/time.Second), hold, sess.requests, int(h.cfg.Inactivity/time.Second), int(h.cfg.Polling/time.Second),
