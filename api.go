@@ -2,6 +2,7 @@ package parley
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/parleyhq/parley/account"
 	"github.com/parleyhq/parley/jid"
+	"github.com/parleyhq/parley/storage"
 )
 
 // apiUser returns the webmail user making r, answering 401 when there is
@@ -180,23 +182,49 @@ func (s *Server) serveCardImage(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
+// Paging of GET /api/conversations: limit's default and maximum.
+const (
+	conversationsPage    = 20
+	conversationsPageMax = 100
+)
+
 // serveConversations answers GET /api/conversations?with=address: the
 // caller's past chat sessions with a contact, newest first, each with its
 // time span and archive ids, so the panel can list them and open one
-// (a MAM query between the ids).
+// (a MAM query between the ids). It pages: limit (1 to 100, default 20)
+// sessions at a time, and "next", when older sessions exist, is the
+// cursor to pass as before= for the following page ("" on the last).
 func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		apiError(w, http.StatusMethodNotAllowed, "use GET")
+		return
+	}
 	user, ok := s.apiUser(w, r)
 	if !ok {
 		return
 	}
-	with, err := jid.Parse(r.URL.Query().Get("with"))
+	q := r.URL.Query()
+	with, err := jid.Parse(q.Get("with"))
 	if err != nil || with.Local() == "" {
 		apiError(w, http.StatusBadRequest, "with must be a contact's address")
 		return
 	}
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	convs, err := s.chat.Conversations(r.Context(), user, with.Bare(), limit)
+	limit := conversationsPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > conversationsPageMax {
+			apiError(w, http.StatusBadRequest, "limit must be a number from 1 to 100")
+			return
+		}
+		limit = n
+	}
+	before := q.Get("before")
+	convs, next, err := s.chat.ConversationsBefore(r.Context(), user, with.Bare(), before, limit)
 	if err != nil {
+		if before != "" && errors.Is(err, storage.ErrNotFound) {
+			apiError(w, http.StatusBadRequest, "before is not a cursor of this conversation: use the next value of the previous page")
+			return
+		}
 		s.log.Error("listing conversations", "user", user.String(), "err", err)
 		apiError(w, http.StatusBadGateway, "the history is unavailable; try again")
 		return
@@ -213,5 +241,5 @@ func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request) {
 	for _, c := range convs {
 		out = append(out, conv{c.Start, c.End, c.FirstID, c.LastID, c.Messages, c.Preview})
 	}
-	apiJSON(w, map[string]any{"conversations": out})
+	apiJSON(w, map[string]any{"conversations": out, "next": next})
 }

@@ -2,15 +2,12 @@ package parley
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +17,6 @@ import (
 
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/meeting"
-	"github.com/parleyhq/parley/storage"
 )
 
 // DefaultMediaUDPAddr is where the SFU listens for every participant's
@@ -39,14 +35,8 @@ func (s *Server) newMedia(filesDir string) error {
 	if s.cfg.DisableMedia {
 		return nil
 	}
-	mf, err := meeting.NewDirFiles(filepath.Join(filesDir, "meetings"))
-	if err != nil {
-		return fmt.Errorf("parley: meeting files: %w", err)
-	}
 	b := &mediaBridge{
 		meet:  s.meet,
-		store: s.store,
-		files: mf,
 		log:   s.log.With("component", "media"),
 		rooms: map[string]*followedRoom{},
 	}
@@ -151,11 +141,9 @@ func (s *Server) closeMedia() {
 // disconnects them, the end of the meeting disconnects everyone, and
 // recording stops when the organizer disallows it.
 type mediaBridge struct {
-	meet  *meeting.Service
-	sfu   *media.SFU
-	store storage.MeetingFiles
-	files meeting.FileStore
-	log   *slog.Logger
+	meet *meeting.Service
+	sfu  *media.SFU
+	log  *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -352,9 +340,10 @@ func (b *mediaBridge) close() {
 	b.wg.Wait()
 }
 
-// recordingSink stores each recorded file as a file of its meeting, in
-// the meeting file store, as it is written: the Files tab lists it once
-// the recording stops.
+// recordingSink stores each recorded file as a file of its meeting
+// (meeting.Service.AddFile), streamed into the meeting file store as it is
+// written: once the recording stops it is listed and downloadable with the
+// meeting's other files, and everyone in the meeting gets file.added.
 type recordingSink struct{ b *mediaBridge }
 
 // Create implements media.RecordingSink.
@@ -376,24 +365,17 @@ func (rs recordingSink) Create(ctx context.Context, info media.RecordingInfo) (i
 		defer close(w.done)
 		// Not ctx: the file outlives the SFU's shutdown, which finishes it.
 		ctx := context.WithoutCancel(ctx)
-		ref, size, err := b.files.Put(ctx, name, pr, maxRecordingSize)
+		f, err := b.meet.AddFile(ctx, info.Room, meeting.NewFile{
+			Name: name, ContentType: "video/webm", Uploader: "parley:recording", UploaderName: "Recording",
+			Stamp: info.Started, MaxSize: maxRecordingSize,
+		}, pr)
 		if err != nil {
 			pr.CloseWithError(err)
 			w.err = fmt.Errorf("parley: storing recording %q: %w", name, err)
 			b.log.Error("media: storing a recording", "meeting", info.Room, "name", name, "err", err)
 			return
 		}
-		f := storage.MeetingFile{
-			ID: fileID(), Name: name, ContentType: "video/webm", Size: size, Ref: ref,
-			Uploader: "parley:recording", UploaderName: "Recording", Stamp: info.Started,
-		}
-		if err := b.store.PutMeetingFile(ctx, info.Room, f); err != nil {
-			b.files.Delete(ctx, ref)
-			w.err = fmt.Errorf("parley: storing recording %q: %w", name, err)
-			b.log.Error("media: recording the file of a recording", "meeting", info.Room, "name", name, "err", err)
-			return
-		}
-		b.log.Info("media: recording stored", "meeting", info.Room, "name", name, "bytes", size)
+		b.log.Info("media: recording stored", "meeting", info.Room, "name", name, "bytes", f.Size)
 	}()
 	return w, nil
 }
@@ -435,10 +417,4 @@ func recordingName(info media.RecordingInfo) string {
 		name += " screen"
 	}
 	return name + ".webm"
-}
-
-func fileID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -152,7 +152,7 @@ func TestMediaFollowsMeeting(t *testing.T) {
 		t.Fatalf("a bad credential: %v", msg)
 	}
 	ca, joined := joinMedia(t, hs.URL, ta.Credential)
-	if joined["room"] != m.ID || joined["participant"] != ta.Participant.ID || joined["role"] != "moderator" || joined["name"] != "alice" {
+	if joined["room"] != m.ID || joined["participant"] != ta.Participant.ID || joined["role"] != "moderator" || joined["name"] != "Alice" { // the directory name
 		t.Fatalf("alice joined: %v", joined)
 	}
 	if lim, _ := joined["limits"].(map[string]any); lim["recording"] == true {
@@ -199,7 +199,8 @@ func TestMediaFollowsMeeting(t *testing.T) {
 }
 
 // TestRecordingIsMeetingFile: what the SFU records is stored as a file of
-// the meeting, listed and readable like an upload.
+// the meeting (meeting.Service.AddFile), listed and readable like an
+// upload, and announced to everyone in the meeting with file.added.
 func TestRecordingIsMeetingFile(t *testing.T) {
 	d := memdir.New()
 	d.AddUser("alice@example.com", "Alice", "pw", true)
@@ -209,6 +210,10 @@ func TestRecordingIsMeetingFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
+	mux := http.NewServeMux()
+	mux.Handle("/parley/", http.StripPrefix("/parley", s.Handler()))
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
 	ctx := context.Background()
 	alice := jid.MustParse("alice@example.com")
 	yes := true
@@ -216,6 +221,36 @@ func TestRecordingIsMeetingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Alice is in the meeting, on its WebSocket.
+	ta, err := s.Meetings().Join(ctx, m.Token, meeting.JoinRequest{User: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ws, _, err := websocket.Dial(wctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/parley/meetings/api/ws", nil)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	hello, _ := json.Marshal(map[string]string{"type": "hello", "credential": ta.Credential})
+	ws.Write(ctx, websocket.MessageText, hello)
+	added := make(chan map[string]any, 1)
+	go func() {
+		for {
+			_, b, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			var ev map[string]any
+			json.Unmarshal(b, &ev)
+			if ev["type"] == "file.added" {
+				added <- ev
+			}
+		}
+	}()
+	waitMedia(t, func() bool { return len(mustRoom(t, s, m.ID).Participants()) == 1 })
+
 	sink := parley.RecordingSinkForTest(s)
 	w, err := sink.Create(ctx, media.RecordingInfo{Room: m.ID, Participant: "p1", Name: "Alice / Liddell", Source: media.SourceCamera, Started: time.Now()})
 	if err != nil {
@@ -235,6 +270,14 @@ func TestRecordingIsMeetingFile(t *testing.T) {
 		t.Fatalf("files: %+v, %v", fs, err)
 	}
 	f := fs[0]
+	select {
+	case ev := <-added:
+		if file, _ := ev["file"].(map[string]any); file["id"] != f.ID || file["name"] != f.Name {
+			t.Errorf("file.added: %v, want %+v", ev, f)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no file.added event for the recording within 5 s")
+	}
 	if f.ContentType != "video/webm" || f.Size != int64(len(body)) || !strings.HasPrefix(f.Name, "Recording ") ||
 		!strings.HasSuffix(f.Name, " Alice _ Liddell.webm") || f.UploaderName != "Recording" {
 		t.Errorf("file: %+v", f)

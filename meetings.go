@@ -43,6 +43,7 @@ func (s *Server) newMeetings(base, filesDir string) error {
 		MaxFileSize:   s.files.MaxFileSize(),
 		LinkBase:      base + "/meetings/j/",
 		Identify:      s.identify,
+		DisplayName:   s.displayName,
 		Secret:        secret,
 		SecureCookies: true,
 		Appointments:  s.cfg.Appointments,

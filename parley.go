@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/meeting"
 	"github.com/parleyhq/parley/muc"
 	"github.com/parleyhq/parley/roster"
+	"github.com/parleyhq/parley/s2s"
 	"github.com/parleyhq/parley/storage"
 	"github.com/parleyhq/parley/storage/boltstore"
 	"github.com/parleyhq/parley/web"
@@ -173,6 +174,19 @@ type Config struct {
 	// named after the alias and open to its members only. Users create
 	// other rooms on conference.<domain> either way (XEP-0045).
 	AliasRooms bool
+
+	// Federation: contacts on other servers (server-to-server XMPP); off
+	// unless Federation.Enabled. See Federation.
+	Federation Federation
+
+	// Push configures push notifications to phones (XEP-0357): what a
+	// notification may tell the app server. The zero value names the
+	// sender and never the message text.
+	Push xmppsrv.PushConfig
+
+	// BOSH bounds XMPP over BOSH (XEP-0206) at /http-bind, for web
+	// clients that do not speak WebSocket; zero values are the defaults.
+	BOSH xmppsrv.BOSHConfig
 }
 
 // Server is Parley embedded in a mail host. Create it with New, hand it
@@ -187,6 +201,7 @@ type Server struct {
 	roster  *roster.Service
 	chat    *chat.Service
 	xmpp    *xmppsrv.Server
+	s2s     *s2s.Server // nil without federation
 	files   *files.Service
 	meet    *meeting.Service
 	media   *media.SFU
@@ -310,6 +325,13 @@ func New(cfg Config) (*Server, error) {
 	s.xmpp = x
 	x.Extend([]xmppsrv.Component{xmppsrv.NewMUC(x, muc.Config{AliasRooms: cfg.AliasRooms})}, nil)
 	x.Extend(nil, xmppsrv.AccountServices(x)) // PEP, private XML storage, blocking
+	x.Extend(nil, []xmppsrv.AccountHandler{xmppsrv.NewPush(x, cfg.Push)})
+	if err := s.newFederation(x); err != nil {
+		x.Shutdown(context.Background())
+		fs.Close()
+		s.closeStore()
+		return nil, err
+	}
 	if len(cfg.MediaICEServers) > 0 {
 		// XEP-0215: XMPP clients find the same STUN/TURN servers as the
 		// meeting pages, with expiring TURN credentials.
@@ -345,6 +367,7 @@ func New(cfg Config) (*Server, error) {
 	s.mountMedia()
 	s.mux.Handle("/panel/", http.StripPrefix("/panel", web.PanelHandler()))
 	s.mux.Handle("/ws", x.WebSocketHandler())
+	s.mux.Handle("/http-bind", x.BOSHHandler(cfg.BOSH))
 	s.mux.HandleFunc("/api/search", s.serveSearch)
 	s.mux.HandleFunc("/api/files", s.serveFiles)
 	s.mux.HandleFunc("/api/conversations", s.serveConversations)
@@ -393,7 +416,8 @@ func (s *Server) Chat() *chat.Service { return s.chat }
 // It serves the webmail chat panel (<parley-chat>, see web/panel) under
 // /panel/, online meetings (pages, JSON API, live events) under
 // /meetings/, their audio and video signalling (package media) at
-// /media/ws, XMPP over WebSocket (RFC 7395) at /ws; shared files (uploads,
+// /media/ws, XMPP over WebSocket (RFC 7395) at /ws and over BOSH
+// (XEP-0206) at /http-bind; shared files (uploads,
 // downloads, previews, thumbnails) under /files/; and, for the host's own
 // pages (authenticated by the webmail session, see RequestAuthenticator),
 // a directory search at /api/search?q=, past chat sessions with a contact
@@ -403,13 +427,14 @@ func (s *Server) Handler() http.Handler { return s.mux }
 
 // WellKnownHandler serves XEP-0156 discovery (host-meta and
 // host-meta.json, readable cross-origin) so web XMPP clients such as
-// Converse.js find the WebSocket endpoint. Mount it at the site root:
+// Converse.js find the WebSocket and BOSH endpoints. Mount it at the site root:
 //
 //	mux.Handle("/.well-known/", srv.WellKnownHandler())
 func (s *Server) WellKnownHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws := s.publicURL(r)
-		ws = "wss" + strings.TrimPrefix(strings.TrimPrefix(ws, "https"), "http") + "/ws"
+		base := s.publicURL(r)
+		ws := "wss" + strings.TrimPrefix(strings.TrimPrefix(base, "https"), "http") + "/ws"
+		bosh := base + "/http-bind"
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("Cache-Control", "max-age=3600")
 		switch r.URL.Path {
@@ -418,12 +443,16 @@ func (s *Server) WellKnownHandler() http.Handler {
 			fmt.Fprintf(w, `<?xml version='1.0' encoding='utf-8'?>
 <XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>
   <Link rel="urn:xmpp:alt-connections:websocket" href="%s"/>
+  <Link rel="urn:xmpp:alt-connections:xbosh" href="%s"/>
 </XRD>
-`, xmppsrv.AttrEscape(ws))
+`, xmppsrv.AttrEscape(ws), xmppsrv.AttrEscape(bosh))
 		case "/.well-known/host-meta.json":
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(map[string]any{
-				"links": []map[string]string{{"rel": "urn:xmpp:alt-connections:websocket", "href": ws}},
+				"links": []map[string]string{
+					{"rel": "urn:xmpp:alt-connections:websocket", "href": ws},
+					{"rel": "urn:xmpp:alt-connections:xbosh", "href": bosh},
+				},
 			})
 		default:
 			http.NotFound(w, r)
@@ -456,6 +485,9 @@ func (s *Server) MetricsHandler() http.Handler {
 // closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.xmpp.Shutdown(ctx)
+	if ferr := s.shutdownFederation(ctx); err == nil {
+		err = ferr
+	}
 	s.stopBG()
 	s.closeMedia()
 	s.meet.Close()

@@ -146,12 +146,14 @@ func TestSearchAPI(t *testing.T) {
 	// XEP-0156 discovery points web clients at the WebSocket.
 	rec := httptest.NewRecorder()
 	s.WellKnownHandler().ServeHTTP(rec, httptest.NewRequest("GET", "https://mail.example.com/.well-known/host-meta.json", nil))
-	if !strings.Contains(rec.Body.String(), `"href":"wss://mail.example.com/parley/ws"`) || rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+	if !strings.Contains(rec.Body.String(), `"href":"wss://mail.example.com/parley/ws"`) || !strings.Contains(rec.Body.String(), `"href":"https://mail.example.com/parley/http-bind"`) ||
+		rec.Header().Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("host-meta.json: %s %v", rec.Body.String(), rec.Header())
 	}
 	rec = httptest.NewRecorder()
 	s.WellKnownHandler().ServeHTTP(rec, httptest.NewRequest("GET", "https://mail.example.com/.well-known/host-meta", nil))
-	if !strings.Contains(rec.Body.String(), `rel="urn:xmpp:alt-connections:websocket" href="wss://mail.example.com/parley/ws"`) {
+	if !strings.Contains(rec.Body.String(), `rel="urn:xmpp:alt-connections:websocket" href="wss://mail.example.com/parley/ws"`) ||
+		!strings.Contains(rec.Body.String(), `rel="urn:xmpp:alt-connections:xbosh" href="https://mail.example.com/parley/http-bind"`) {
 		t.Fatalf("host-meta: %s", rec.Body.String())
 	}
 }

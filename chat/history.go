@@ -162,26 +162,51 @@ type Conversation struct {
 }
 
 // Conversations lists past chat sessions with a contact, newest first, up
-// to limit (0: 50). It reads at most the last 10,000 messages.
+// to limit (0: 50). It is the first page of ConversationsBefore.
 func (s *Service) Conversations(ctx context.Context, owner, with jid.JID, limit int) ([]Conversation, error) {
+	out, _, err := s.ConversationsBefore(ctx, owner, with, "", limit)
+	return out, err
+}
+
+// MaxSessionScan is how many archived messages one ConversationsBefore
+// call reads at most.
+const MaxSessionScan = 10000
+
+// ConversationsBefore lists past chat sessions with a contact made of
+// messages older than the archive id before ("" for the newest), newest
+// first, up to limit (0: 50), and the cursor of the next, older page: the
+// FirstID of the oldest session listed, or "" when no older message
+// exists. An unknown before is an error wrapping storage.ErrNotFound.
+//
+// One call reads at most MaxSessionScan messages. A session still open
+// at that point is left to the next page, unless it is the only one
+// (longer than MaxSessionScan messages): then its newest part is listed,
+// and the next page goes on with the rest as a session of its own.
+func (s *Service) ConversationsBefore(ctx context.Context, owner, with jid.JID, before string, limit int) ([]Conversation, string, error) {
 	if limit <= 0 {
 		limit = 50
 	}
 	var out []Conversation
-	before := ""
 	read := 0
 	var cur *Conversation
-	for read < 10000 {
-		page, complete, err := s.Query(ctx, owner, storage.ArchiveQuery{With: with.Address(), BeforeID: before, Last: true, Max: 500})
+	for {
+		if read >= MaxSessionScan {
+			if len(out) > 0 {
+				return out, out[len(out)-1].FirstID, nil
+			}
+			return []Conversation{*cur}, cur.FirstID, nil
+		}
+		page, complete, err := s.Query(ctx, owner, storage.ArchiveQuery{With: with.Address(), BeforeID: before, Last: true, Max: min(500, MaxSessionScan-read)})
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		for i := len(page) - 1; i >= 0; i-- {
 			m := page[i]
 			if cur != nil && cur.Start.Sub(m.Stamp) > s.cfg.SessionGap {
 				out = append(out, *cur)
 				if len(out) == limit {
-					return out, nil
+					// m is older than every listed session: there is more.
+					return out, cur.FirstID, nil
 				}
 				cur = nil
 			}
@@ -200,7 +225,7 @@ func (s *Service) Conversations(ctx context.Context, owner, with jid.JID, limit 
 	if cur != nil {
 		out = append(out, *cur)
 	}
-	return out, nil
+	return out, "", nil
 }
 
 func preview(s string) string {

@@ -26,6 +26,7 @@ func TestMUC(t *testing.T) {
 		{"Invitations", "muc-invitations"},
 		{"ArchiveAndSelfPing", "muc-archive"},
 		{"LeaveOnDisconnect", "muc-disconnect"},
+		{"Registration", "muc-registration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

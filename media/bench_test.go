@@ -318,8 +318,18 @@ func BenchmarkForwardPion(b *testing.B) {
 // BenchmarkRoom10 is a 10-person meeting, everyone sending Opus and 500
 // kbit/s VP8 and receiving everyone else, for 10 s: the SFU's CPU and
 // memory. Run with -benchtime=1x.
-func BenchmarkRoom10(b *testing.B) {
-	const n, secs = 10, 10
+func BenchmarkRoom10(b *testing.B) { benchRoom(b, 10) }
+
+// BenchmarkRoomSize is BenchmarkRoom10 at other sizes: how the cost grows
+// with the number of people (the forwarded streams grow as n*(n-1)).
+func BenchmarkRoomSize(b *testing.B) {
+	for _, n := range []int{2, 4, 8, 12, 16} {
+		b.Run(fmt.Sprintf("people=%d", n), func(b *testing.B) { benchRoom(b, n) })
+	}
+}
+
+func benchRoom(b *testing.B, n int) {
+	const secs = 10
 	m := measureWithChild(b, "room", n, secs)
 	b.ReportMetric(m.cpu.Seconds(), "cpu-s")
 	b.ReportMetric(m.cpu.Seconds()/m.wall.Seconds()*100, "cpu-%")
@@ -330,6 +340,6 @@ func BenchmarkRoom10(b *testing.B) {
 	b.ReportMetric(float64(m.rss)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(m.goroutines), "goroutines")
 	if m.res.Sent > 0 {
-		b.ReportMetric(float64(m.res.Received)/float64(m.res.Sent*(n-1))*100, "delivered-%")
+		b.ReportMetric(float64(m.res.Received)/float64(m.res.Sent*int64(n-1))*100, "delivered-%")
 	}
 }

@@ -87,6 +87,15 @@ type Config struct {
 	// InitialBitrate is the bandwidth assumed for a new subscriber until
 	// congestion control knows better, in bits per second. Default 1 Mbit/s.
 	InitialBitrate int
+	// LosslessBitrate is the least bandwidth, in bits per second, assumed
+	// towards a subscriber that is not losing packets. Default 1 Mbit/s;
+	// negative turns it off. Pion's delay-based estimate can fall far
+	// below what a link carries when a sender's or receiver's CPU is busy
+	// (scheduling delay reads as queueing; see pion/interceptor#156), and
+	// would then pause videos on a healthy connection. Packet loss is what
+	// proves a link short: a subscriber whose congestion controller saw
+	// loss gets the plain estimate, without this floor, for 10 seconds.
+	LosslessBitrate int
 	// DisableH264 and DisableVP9 keep those codecs out of negotiation.
 	// Opus and VP8 are always offered.
 	DisableH264, DisableVP9 bool
@@ -137,6 +146,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.InitialBitrate <= 0 {
 		c.InitialBitrate = 1_000_000
+	}
+	if c.LosslessBitrate == 0 {
+		c.LosslessBitrate = 1_000_000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -115,6 +115,9 @@ type histEntry struct {
 	ts       uint32
 	layer    int8
 	valid    bool
+	// VP8 renumbering the packet was sent with.
+	picOff uint16
+	tl0Off uint8
 }
 
 // downTrack forwards one upTrack to one downPeer. It implements
@@ -159,6 +162,7 @@ type downTrack struct {
 	lastWall  time.Time
 	hist      []histEntry
 	hdr       rtp.Header
+	vp8       vp8Munger
 }
 
 func newDownTrack(up *upTrack, peer *downPeer, sub *participant) *downTrack {
@@ -285,6 +289,9 @@ func (dt *downTrack) handle(it item, buf []byte) (frameEnd bool) {
 	now := time.Now()
 	if it.kind == itemSync {
 		dt.rebase(it, info, now)
+		if dt.up.ck == codecVP8 {
+			dt.vp8.rebase(info.payload(b))
+		}
 	} else if !dt.started || it.layer != dt.layer {
 		return false // a packet of the layer we left
 	}
@@ -304,7 +311,11 @@ func (dt *downTrack) handle(it item, buf []byte) (frameEnd bool) {
 	if newest {
 		dt.lastSeq, dt.lastTs, dt.lastWall = outSeq, outTs, now
 	}
-	dt.hist[int(outSeq)%len(dt.hist)] = histEntry{out: outSeq, src: it.seq, ts: outTs, layer: it.layer, valid: true}
+	if dt.up.ck == codecVP8 {
+		dt.vp8.rewrite(info.payload(b), dt.vp8.picOff, dt.vp8.tl0Off, newest)
+	}
+	dt.hist[int(outSeq)%len(dt.hist)] = histEntry{out: outSeq, src: it.seq, ts: outTs, layer: it.layer, valid: true,
+		picOff: dt.vp8.picOff, tl0Off: dt.vp8.tl0Off}
 	wrote := dt.write(&info, b, outSeq, outTs)
 	if !wrote && !dt.delivered {
 		// The transport is not up yet (pion drops the packet silently):
@@ -379,6 +390,9 @@ func (dt *downTrack) retransmit(seq uint16, buf []byte) {
 	info, ok := parseRTP(buf[:n])
 	if !ok {
 		return
+	}
+	if dt.up.ck == codecVP8 {
+		dt.vp8.rewrite(info.payload(buf[:n]), e.picOff, e.tl0Off, false)
 	}
 	if dt.write(&info, buf[:n], e.out, e.ts) {
 		dt.retransmits.Add(1)

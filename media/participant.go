@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +66,7 @@ type participant struct {
 
 	estimator  atomic.Pointer[cc.BandwidthEstimator]
 	bwOverride atomic.Int64 // bits per second; tests inject here
+	lossUntil  atomic.Int64 // unix nanoseconds: no lossless floor before
 
 	probeMu   sync.Mutex
 	probing   bool
@@ -855,6 +858,60 @@ func (p *participant) bandwidth() int {
 	return p.sfu.cfg.InitialBitrate
 }
 
+// orderDowns puts a subscriber's tracks in a stable order for allocate,
+// which serves tracks of equal priority in the order given: the tracks
+// that flow first, then by publisher (in order of joining) and source.
+// Map order would make a short budget hop from one video to another at
+// every allocation, each hop waiting for a keyframe, so that no video
+// ever played.
+func orderDowns(dts []*downTrack) {
+	sort.SliceStable(dts, func(i, j int) bool {
+		a, b := dts[i], dts[j]
+		if fa, fb := a.cur.Load() >= 0, b.cur.Load() >= 0; fa != fb {
+			return fa
+		}
+		if !a.up.owner.joinedAt.Equal(b.up.owner.joinedAt) {
+			return a.up.owner.joinedAt.Before(b.up.owner.joinedAt)
+		}
+		if a.up.owner.id != b.up.owner.id {
+			return a.up.owner.id < b.up.owner.id
+		}
+		return a.up.source < b.up.source
+	})
+}
+
+// lossHold is how long after its last sign of packet loss a subscriber's
+// budget is the plain estimate, without Config.LosslessBitrate.
+const lossHold = 10 * time.Second
+
+// budget is the bandwidth allocate shares out: the estimate, raised to
+// Config.LosslessBitrate unless the subscriber lost packets lately.
+func (p *participant) budget(now time.Time) int {
+	b := p.bandwidth()
+	floor := p.sfu.cfg.LosslessBitrate
+	if floor <= 0 || b >= floor || p.bwOverride.Load() > 0 {
+		return b
+	}
+	if e := p.estimator.Load(); e != nil && lossSeen((*e).GetStats()) {
+		p.lossUntil.Store(now.Add(lossHold).UnixNano())
+	}
+	if now.UnixNano() < p.lossUntil.Load() {
+		return b
+	}
+	return floor
+}
+
+// lossSeen reads pion's GCC statistics: loss now, or a loss-based target
+// still held below the delay-based one by earlier loss.
+func lossSeen(st map[string]any) bool {
+	if l, ok := st["averageLoss"].(float64); ok && l > 0.02 {
+		return true
+	}
+	lt, ok1 := st["lossTargetBitrate"].(int)
+	dt, ok2 := st["delayTargetBitrate"].(int)
+	return ok1 && ok2 && lt > 0 && lt < dt*9/10
+}
+
 // Nominal simulcast layer rates until a layer has been measured.
 var nominalRates = [maxLayers]int{150_000, 500_000, 1_500_000}
 
@@ -869,12 +926,13 @@ func (p *participant) allocate() {
 		dts = append(dts, dt)
 	}
 	p.subMu.Unlock()
+	orderDowns(dts)
 
-	budget := p.bandwidth()
+	now := time.Now()
+	budget := p.budget(now)
 	speaker := p.room.speaker()
 	var video []*downTrack
 	var tracks []allocTrack
-	now := time.Now()
 	for _, dt := range dts {
 		if dt.dropped.Swap(0) > 0 {
 			dt.requestKeyframe()
@@ -903,6 +961,19 @@ func (p *participant) allocate() {
 	}
 	targets := allocate(budget, tracks)
 	p.probe(budget, tracks, targets, video)
+	changed := false
+	for i, dt := range video {
+		if int32(targets[i]) != dt.target.Load() {
+			changed = true
+		}
+	}
+	if changed && p.sfu.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		var b strings.Builder
+		for i, dt := range video {
+			fmt.Fprintf(&b, "%s:%d->%d(cur %d, max %d, rates %v) ", dt.up.key, dt.target.Load(), targets[i], dt.cur.Load(), tracks[i].maxLayer, tracks[i].rates)
+		}
+		p.sfu.cfg.Logger.Debug("media: layers", "participant", p.id, "budget", budget, "estimate", p.bandwidth(), "tracks", b.String())
+	}
 	for i, dt := range video {
 		tgt := int32(targets[i])
 		dt.target.Store(tgt)

@@ -97,24 +97,102 @@ func (s *Service) invitation(m Meeting) string {
 // StartWithContact makes a meeting from a chat with contact: a room
 // anyone with the link can join at once or later (guests allowed, no
 // password, no lobby, no schedule), titled roomName or "Meeting with"
-// and the contact. It returns the meeting, its link, and the message to
-// post in the chat. The meeting appears in the contact's participated
-// meetings.
+// and the contact's name. It returns the meeting, its link, and the
+// message to post in the chat. The meeting appears in the contact's
+// participated meetings. It is StartFromChat without a call.
 func (s *Service) StartWithContact(ctx context.Context, organizer, contact jid.JID, roomName string) (Meeting, string, string, error) {
-	title := strings.TrimSpace(roomName)
+	st, err := s.StartFromChat(ctx, organizer, contact, ChatStart{Room: roomName})
+	return st.Meeting, st.Link, st.Message, err
+}
+
+// CallMedia is what a call started from a chat carries.
+type CallMedia string
+
+const (
+	// AudioCall: the room is joined with the microphone only.
+	AudioCall CallMedia = "audio"
+	// VideoCall: the room is joined with camera and microphone.
+	VideoCall CallMedia = "video"
+)
+
+// ChatStart is what StartFromChat starts.
+type ChatStart struct {
+	// Room is the meeting's title. Default: "Meeting with <contact>",
+	// or for a call "Audio call: <organizer> and <contact>" (or "Video
+	// call: ..."), with the directory names (Config.DisplayName).
+	Room string
+	// Call makes it a 1:1 call of that media: a small room of the same
+	// kind, which anyone with the link may join too. Empty: a meeting.
+	Call CallMedia
+}
+
+// Started is what StartFromChat made.
+type Started struct {
+	Meeting Meeting
+	// Link is what to post in the chat: the meeting link, which for an
+	// audio call carries ?media=audio so the room joins without camera.
+	Link string
+	// Message is the chat message to post; it holds Link.
+	Message string
+	// Call is the call's media, empty for a meeting.
+	Call CallMedia
+}
+
+// StartFromChat makes a meeting, or a 1:1 call, from a chat between
+// organizer and contact: a room of organizer's that anyone with the link
+// can join at once or later (guests allowed, no password, no lobby, no
+// schedule). The meeting appears in the contact's participated meetings.
+// The message names people by their directory names.
+func (s *Service) StartFromChat(ctx context.Context, organizer, contact jid.JID, st ChatStart) (Started, error) {
+	if st.Call != "" && st.Call != AudioCall && st.Call != VideoCall {
+		return Started{}, fmt.Errorf("%w: call must be %q or %q, not %q", ErrBadRequest, AudioCall, VideoCall, st.Call)
+	}
+	if contact.IsZero() || contact.Local() == "" {
+		return Started{}, fmt.Errorf("%w: the contact must be an address (user@domain)", ErrBadRequest)
+	}
+	from, to := s.displayName(ctx, organizer), s.displayName(ctx, contact)
+	title := strings.TrimSpace(st.Room)
+	what, kind := "a video meeting", ""
+	switch st.Call {
+	case AudioCall:
+		what, kind = "an audio call", "Audio call"
+	case VideoCall:
+		what, kind = "a video call", "Video call"
+	}
 	if title == "" {
-		title = "Meeting with " + contact.Address()
+		if st.Call == "" {
+			title = "Meeting with " + to
+		} else {
+			title = kind + ": " + from + " and " + to
+		}
 	}
 	yes, keep := true, EndKeepActive
 	m, err := s.Create(ctx, organizer, Change{Title: &title, AllowGuests: &yes, AttendeesCanStart: &yes, EndBehaviour: &keep})
 	if err != nil {
-		return Meeting{}, "", "", err
+		return Started{}, err
 	}
-	if !contact.IsZero() && contact.Local() != "" {
-		s.recordParticipation(ctx, contact.Address(), m.ID, true)
+	s.recordParticipation(ctx, contact.Address(), m.ID, true)
+	link := m.Link
+	if st.Call == AudioCall {
+		link += "?media=audio"
 	}
-	msg := fmt.Sprintf("%s started a video meeting: %s\nJoin: %s", organizer.Address(), m.Title, m.Link)
-	return m, m.Link, msg, nil
+	var msg string
+	if st.Call == "" {
+		msg = fmt.Sprintf("%s started %s: %s\nJoin: %s", from, what, m.Title, link)
+	} else {
+		msg = fmt.Sprintf("%s started %s.\nJoin: %s", from, what, link)
+	}
+	return Started{Meeting: m, Link: link, Message: msg, Call: st.Call}, nil
+}
+
+// displayName is user's name in the host directory, or the address.
+func (s *Service) displayName(ctx context.Context, user jid.JID) string {
+	if s.cfg.DisplayName != nil {
+		if n := strings.TrimSpace(s.cfg.DisplayName(ctx, user)); n != "" {
+			return n
+		}
+	}
+	return user.Address()
 }
 
 // SweepResult counts what a sweep did.

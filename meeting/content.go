@@ -7,6 +7,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -226,6 +227,76 @@ func (s *Service) Upload(ctx context.Context, credential, name, contentType stri
 	r.lock()
 	r.emitLocked(Event{Type: EventFileAdded, File: out})
 	r.unlock()
+	return out, nil
+}
+
+// NewFile describes a file that the host, or Parley itself, adds to a
+// meeting with AddFile (a recording, for example).
+type NewFile struct {
+	// Name is the file name the Files tab shows (cleaned as an upload's).
+	Name string
+	// ContentType defaults to application/octet-stream.
+	ContentType string
+	// Uploader is the file's owner identity (who may delete it besides
+	// moderators); UploaderName is the sender the Files tab shows.
+	Uploader, UploaderName string
+	// Stamp is when the file was made; zero means now.
+	Stamp time.Time
+	// MaxSize bounds the bytes read; 0 means Config.MaxFileSize.
+	MaxSize int64
+}
+
+// AddFile stores body as a file of meeting meetingID on the host's own
+// authority: no participant's upload permission applies, the host's file
+// name policy (Config.CheckFileName) does. The file is listed and
+// downloadable like an upload, and everyone in the meeting gets a
+// file.added event. An archived meeting accepts no new file.
+func (s *Service) AddFile(ctx context.Context, meetingID string, nf NewFile, body io.Reader) (File, error) {
+	if s.cfg.Files == nil {
+		return File{}, ErrFilesDisabled
+	}
+	name := cleanName(nf.Name)
+	if name == "" {
+		return File{}, fmt.Errorf("%w: the file needs a name", ErrBadRequest)
+	}
+	st, err := s.load(ctx, meetingID)
+	if err != nil {
+		return File{}, err
+	}
+	if st.Archived {
+		return File{}, ErrArchived
+	}
+	if check := s.cfg.CheckFileName; check != nil {
+		if err := check(name); err != nil {
+			return File{}, fmt.Errorf("%w: %v", ErrFileBlocked, err)
+		}
+	}
+	f := storage.MeetingFile{ID: newToken(12), Name: name, ContentType: nf.ContentType,
+		Uploader: nf.Uploader, UploaderName: nf.UploaderName, Stamp: nf.Stamp}
+	if f.Stamp.IsZero() {
+		f.Stamp = s.now()
+	}
+	if len(f.ContentType) > 255 || f.ContentType == "" {
+		f.ContentType = "application/octet-stream"
+	}
+	limit := nf.MaxSize
+	if limit <= 0 {
+		limit = s.cfg.MaxFileSize
+	}
+	ref, size, err := s.cfg.Files.Put(ctx, name, body, limit)
+	if errors.Is(err, ErrFileTooLarge) {
+		return File{}, fmt.Errorf("%w: the limit is %d bytes", ErrFileTooLarge, limit)
+	}
+	if err != nil {
+		return File{}, fmt.Errorf("meeting: storing the file: %w", err)
+	}
+	f.Ref, f.Size = ref, size
+	if err := s.store.PutMeetingFile(ctx, meetingID, f); err != nil {
+		s.cfg.Files.Delete(context.WithoutCancel(ctx), ref)
+		return File{}, s.storeErr(err)
+	}
+	out := fileOf(f)
+	s.broadcast(meetingID, Event{Type: EventFileAdded, File: out})
 	return out, nil
 }
 

@@ -43,7 +43,7 @@ import (
 //	GET    /meetings/api/prefs, PUT                device preferences
 //	GET    /meetings/api/join/{token}              what the join page shows
 //	POST   /meetings/api/join/{token}              join: {name, password}
-//	POST   /meetings/api/start                     StartWithContact: {contact, room}
+//	POST   /meetings/api/start                     StartFromChat: {contact, room, call: ""|"audio"|"video"}
 //	GET    /meetings/api/ws                        the participant WebSocket
 //
 // Users are who Config.Identify says; participants send their credential
@@ -437,6 +437,11 @@ func (s *Service) apiMe(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		out["user"] = u.Address()
 		out["name"] = u.Local()
+		if s.cfg.DisplayName != nil {
+			if n := strings.TrimSpace(s.cfg.DisplayName(r.Context(), u)); n != "" {
+				out["name"] = n
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -707,8 +712,9 @@ func (s *Service) apiJoin(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) apiStart(w http.ResponseWriter, r *http.Request, u jid.JID) {
 	var j struct {
-		Contact string `json:"contact"`
-		Room    string `json:"room"`
+		Contact string    `json:"contact"`
+		Room    string    `json:"room"`
+		Call    CallMedia `json:"call"`
 	}
 	if err := readJSON(r, &j); err != nil {
 		writeError(w, err)
@@ -719,10 +725,10 @@ func (s *Service) apiStart(w http.ResponseWriter, r *http.Request, u jid.JID) {
 		writeError(w, fmt.Errorf("%w: contact: %v", ErrBadRequest, err))
 		return
 	}
-	m, link, msg, err := s.StartWithContact(r.Context(), u, contact.Bare(), j.Room)
+	st, err := s.StartFromChat(r.Context(), u, contact.Bare(), ChatStart{Room: j.Room, Call: j.Call})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"meeting": s.meetingOut(m, u), "link": link, "message": msg})
+	writeJSON(w, http.StatusCreated, map[string]any{"meeting": s.meetingOut(st.Meeting, u), "link": st.Link, "message": st.Message, "call": st.Call})
 }

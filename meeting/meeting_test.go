@@ -653,3 +653,53 @@ func TestTwoServicesIndependent(t *testing.T) {
 		t.Errorf("meeting of one service found in the other: %v", err)
 	}
 }
+
+// TestAddFile: a file the host adds (a recording) is listed and readable
+// like an upload, announced with file.added, bounded by its own limit, and
+// subject to the host's file name policy.
+func TestAddFile(t *testing.T) {
+	e := newEnv(t)
+	m := e.create(Change{})
+	org := e.connect(e.join(m, JoinRequest{User: alice}))
+	body := strings.Repeat("webm", 300000) // beyond MaxFileSize: its own limit applies
+	f, err := e.svc.AddFile(ctx, m.ID, NewFile{Name: "Recording 1.webm", ContentType: "video/webm",
+		Uploader: "parley:recording", UploaderName: "Recording", MaxSize: 2 << 20}, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Size != int64(len(body)) || f.Name != "Recording 1.webm" || f.UploaderName != "Recording" || !f.Stamp.Equal(epoch) {
+		t.Errorf("file: %+v", f)
+	}
+	if ev := org.next(EventFileAdded); ev.File.ID != f.ID || ev.File.Name != f.Name {
+		t.Errorf("file.added: %+v", ev.File)
+	}
+	fs, err := e.svc.Files(ctx, Access{Credential: org.cred}, m.ID)
+	if err != nil || len(fs) != 1 || fs[0].ID != f.ID || fs[0].ContentType != "video/webm" {
+		t.Fatalf("files: %+v, %v", fs, err)
+	}
+	_, rc, err := e.svc.OpenFile(ctx, Access{User: alice}, m.ID, f.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != body {
+		t.Errorf("read back %d bytes, want %d", len(got), len(body))
+	}
+	// Without its own limit, the upload limit applies.
+	if _, err := e.svc.AddFile(ctx, m.ID, NewFile{Name: "big.webm"}, strings.NewReader(body)); !errors.Is(err, ErrFileTooLarge) {
+		t.Errorf("too large: %v", err)
+	}
+	if _, err := e.svc.AddFile(ctx, m.ID, NewFile{Name: "x.exe"}, strings.NewReader("MZ")); !errors.Is(err, ErrFileBlocked) {
+		t.Errorf("blocked name: %v", err)
+	}
+	if _, err := e.svc.AddFile(ctx, m.ID, NewFile{Name: " "}, strings.NewReader("x")); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("no name: %v", err)
+	}
+	if _, err := e.svc.AddFile(ctx, "no-such-meeting", NewFile{Name: "a.webm"}, strings.NewReader("x")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown meeting: %v", err)
+	}
+	if e.files.Len() != 1 {
+		t.Errorf("file store holds %d files, want 1 (refused ones leave nothing)", e.files.Len())
+	}
+}

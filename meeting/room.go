@@ -589,6 +589,9 @@ func (s *Service) Join(ctx context.Context, token string, req JoinRequest) (Tick
 		if p.User.Address() == st.Organizer {
 			p.baseRole = RoleOrganizer
 		}
+		if p.Name == "" && s.cfg.DisplayName != nil {
+			p.Name = strings.TrimSpace(s.cfg.DisplayName(ctx, p.User))
+		}
 		if p.Name == "" {
 			p.Name = p.User.Local()
 		}

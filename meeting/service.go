@@ -63,6 +63,10 @@ type Config struct {
 	// Identify tells the logged-in user of an HTTP request (the host's
 	// webmail session). Nil means nobody is logged in: only guests.
 	Identify func(r *http.Request) (jid.JID, bool)
+	// DisplayName tells the name people see for a user (the host
+	// directory's), for the titles and chat messages of meetings and
+	// calls started from a chat. Nil, or "", shows the address.
+	DisplayName func(ctx context.Context, user jid.JID) string
 	// ClientAddr tells the client address of a request, for throttling
 	// wrong passwords. Default: the host part of r.RemoteAddr. Behind a
 	// proxy, give one that reads the proxy's header.

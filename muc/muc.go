@@ -263,6 +263,10 @@ type Config struct {
 	// Directory.
 	AliasRooms bool
 	Directory  account.Directory
+	// GhostSweep is how often the front end looks for occupants whose
+	// session is gone without the rooms being told (default 1 minute); see
+	// Service.Vanished.
+	GhostSweep time.Duration
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
@@ -511,7 +515,29 @@ func (s *Service) untrack(full, room jid.JID) {
 
 // Gone removes a session that ended (or became unavailable) from every
 // room it was in, as if it had left each.
-func (s *Service) Gone(ctx context.Context, full jid.JID) {
+func (s *Service) Gone(ctx context.Context, full jid.JID) { s.gone(ctx, full, leaveOpts{}) }
+
+// Vanished removes a ghost: full is in rooms, but its session is gone and
+// nobody told the rooms (a delivery found no session for it, or a sweep
+// did). The others see it leave with status code 333 (XEP-0045 section
+// 7.14, removed because of a technical problem), and a self-ping
+// (XEP-0410) from that address is then answered as from a non-occupant.
+func (s *Service) Vanished(ctx context.Context, full jid.JID) {
+	s.gone(ctx, full, leaveOpts{codes: []int{333}})
+}
+
+// Sessions lists the full JIDs that are in at least one room.
+func (s *Service) Sessions() []jid.JID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]jid.JID, 0, len(s.joined))
+	for full := range s.joined {
+		out = append(out, full)
+	}
+	return out
+}
+
+func (s *Service) gone(ctx context.Context, full jid.JID, opts leaveOpts) {
 	s.mu.Lock()
 	var rooms []*room
 	for addr := range s.joined[full] {
@@ -524,7 +550,7 @@ func (s *Service) Gone(ctx context.Context, full jid.JID) {
 	for _, r := range rooms {
 		r.mu.Lock()
 		if o := r.byFull[full]; o != nil {
-			r.leave(ctx, o, full, nil, leaveOpts{})
+			r.leave(ctx, o, full, nil, opts)
 		}
 		r.mu.Unlock()
 	}

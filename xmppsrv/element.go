@@ -334,3 +334,11 @@ type restrictedError string
 func (e restrictedError) Error() string { return "XMPP forbids " + string(e) }
 
 func errRestricted(what string) error { return restrictedError(what) }
+
+// ReadElement reads the rest of the element whose start tag d just
+// returned, for other stream readers of Parley (server-to-server). Like
+// client streams, it refuses comments, processing instructions and
+// directives.
+func ReadElement(d *xml.Decoder, start xml.StartElement) (*Element, error) {
+	return readElement(d, start)
+}

@@ -58,12 +58,12 @@ func (srv *Server) handleIQ(s *Session, el *Element, to jid.JID) {
 	case srv.isUpload(to):
 		srv.uploadIQ(s, el, to)
 	case !srv.Local(to.Domain()):
-		if typ == "get" || typ == "set" {
-			s.send(errorReply(el, "remote-server-not-found", "other servers are not reachable from here ("+to.Domain()+")"))
-		}
+		srv.sendRemote(el)
 	case to.IsBare():
 		if typ == "get" || typ == "set" {
 			srv.accountIQ(s, el, to)
+		} else {
+			srv.answered(s.full, el.Get("id"), el) // answers to what the server sent for the account (XEP-0357)
 		}
 	default:
 		for _, r := range srv.router.Resources(to.Bare().String()) {
@@ -384,7 +384,16 @@ func (srv *Server) pushRoster(owner jid.JID, it *roster.Item, removed bool) {
 // the user stored (their avatar among it), with the name and address from
 // the mail directory.
 func (srv *Server) vcardGet(s *Session, el *Element, who jid.JID) {
-	ctx := s.ctx()
+	r := iqResult(el, srv.vcardOf(who))
+	if who != s.bare {
+		r.Set("from", who.String())
+	}
+	s.send(r.Bytes(nsClient))
+}
+
+// vcardOf returns a local user's vCard.
+func (srv *Server) vcardOf(who jid.JID) *Element {
+	ctx := srv.ctx
 	v := NewElement(nsVCard, "vCard")
 	if b, err := srv.cfg.Store.UserData(ctx, who.Address(), "vcard"); err == nil {
 		if stored, err := parseElement(b); err == nil {
@@ -406,11 +415,7 @@ func (srv *Server) vcardGet(s *Session, el *Element, who jid.JID) {
 			v.Add(NewElement(nsVCard, "JABBERID").AddText(who.Address()))
 		}
 	}
-	r := iqResult(el, v)
-	if who != s.bare {
-		r.Set("from", who.String())
-	}
-	s.send(r.Bytes(nsClient))
+	return v
 }
 
 func (srv *Server) vcardSet(s *Session, el, v *Element) {

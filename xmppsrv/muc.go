@@ -45,6 +45,9 @@ type MUC struct {
 
 	fwdMu sync.Mutex
 	fwd   map[string]*forwardedIQ // iqs passed between occupants, by the id the room gave them
+
+	ghostMu sync.Mutex
+	ghosts  map[jid.JID]bool // occupants being removed for want of a session
 }
 
 // forwardedIQ is an iq the room passed from one occupant to another
@@ -65,7 +68,7 @@ func NewMUC(srv *Server, cfg muc.Config) *MUC {
 	if cfg.Store == nil {
 		cfg.Store = srv.cfg.Store
 	}
-	m := &MUC{srv: srv, fwd: make(map[string]*forwardedIQ)}
+	m := &MUC{srv: srv, fwd: make(map[string]*forwardedIQ), ghosts: make(map[jid.JID]bool)}
 	if cfg.Archive == nil && srv.cfg.Chat.Archiving() {
 		if a, ok := srv.cfg.Store.(storage.Archive); ok {
 			cfg.Archive = a
@@ -85,7 +88,11 @@ func NewMUC(srv *Server, cfg muc.Config) *MUC {
 	if cfg.Logger == nil {
 		cfg.Logger = srv.log.With("service", "muc")
 	}
+	if cfg.GhostSweep <= 0 {
+		cfg.GhostSweep = time.Minute
+	}
 	m.svc = muc.New(cfg, mucWire{m})
+	go m.sweep(cfg.GhostSweep)
 	return m
 }
 
@@ -180,6 +187,58 @@ func (m *MUC) failCond(s *Session, el *Element, room jid.JID, cond, text string)
 		}
 	}
 	s.send(e.Bytes(nsClient))
+}
+
+// toOccupant delivers what a room sends to an occupant. When no session
+// is bound at that address any more, the occupant is a ghost, removed from
+// its rooms once the room is done sending (it holds the room's lock now).
+func (m *MUC) toOccupant(full jid.JID, b []byte) {
+	if m.deliver(full, b) || m.bound(full) || !m.srv.Local(full.Domain()) {
+		return
+	}
+	m.ghostMu.Lock()
+	if m.ghosts[full] {
+		m.ghostMu.Unlock()
+		return
+	}
+	m.ghosts[full] = true
+	m.ghostMu.Unlock()
+	go func() {
+		m.svc.Vanished(m.srv.ctx, full)
+		m.ghostMu.Lock()
+		delete(m.ghosts, full)
+		m.ghostMu.Unlock()
+	}()
+}
+
+// bound reports whether a session is bound at full (a session waiting
+// detached for resumption counts: it will get what was sent).
+func (m *MUC) bound(full jid.JID) bool {
+	for _, r := range m.srv.router.Resources(full.Bare().String()) {
+		if r.full == full {
+			return true
+		}
+	}
+	return false
+}
+
+// sweep removes, every interval, occupants whose session is gone without
+// the rooms being told, in rooms where nothing was said to reveal them.
+func (m *MUC) sweep(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-m.srv.ctx.Done():
+			return
+		}
+		for _, full := range m.svc.Sessions() {
+			if m.srv.Local(full.Domain()) && !m.bound(full) {
+				m.svc.Vanished(m.srv.ctx, full)
+			}
+		}
+	}
 }
 
 // deliver queues b for the session bound to full, if any.
@@ -400,7 +459,7 @@ func (m *MUC) invite(s *Session, el *Element, room jid.JID, inv, x *Element) boo
 	target, err := m.srv.cfg.Chat.Resolve(s.ctx(), invitee.Bare())
 	switch {
 	case errors.Is(err, chat.ErrRemote):
-		m.failCond(s, el, room, "remote-server-not-found", "invitations to other servers are not enabled here")
+		m.failCond(s, el, room, "remote-server-not-found", "rooms here are open to users of this server only; "+invitee.Domain()+" is another server")
 		return false
 	case err != nil || target.Kind != chat.ToUser:
 		m.failCond(s, el, room, "item-not-found", "there is no user "+invitee.Bare().String())
@@ -489,6 +548,8 @@ func (m *MUC) roomIQ(s *Session, el *Element, room jid.JID) {
 		m.ownerIQ(s, el, p, room, get)
 	case p.Space == nsMAM && p.Local == "query":
 		m.roomMAM(s, el, p, room, get)
+	case p.Space == nsRegister && p.Local == "query":
+		m.registerIQ(s, el, p, room, get)
 	case p.Space == nsPing && p.Local == "ping":
 		if !m.svc.Exists(s.ctx(), room, s.full) {
 			m.failCond(s, el, room, "item-not-found", "no such room")
@@ -500,10 +561,78 @@ func (m *MUC) roomIQ(s *Session, el *Element, room jid.JID) {
 	}
 }
 
+const nsMUCRegister = nsMUC + "#register"
+
+// registerIQ is registration with a room (XEP-0045 7.10): a get returns
+// the form, or <registered/> with the reserved nickname; a submitted form
+// reserves muc#register_roomnick and makes the user a member; <remove/>
+// cancels the registration.
+func (m *MUC) registerIQ(s *Session, el, q *Element, room jid.JID, get bool) {
+	ctx := s.ctx()
+	if get {
+		nick, registered, err := m.svc.Registration(ctx, room, s.full)
+		if err != nil {
+			m.fail(s, el, room, err)
+			return
+		}
+		out := NewElement(nsRegister, "query")
+		if registered {
+			out.Add(NewElement(nsRegister, "registered"))
+			if nick != "" {
+				out.Add(NewElement(nsRegister, "username").AddText(nick))
+			}
+			s.Reply(el, out)
+			return
+		}
+		form := newForm("form", nsMUCRegister)
+		form.head("title", "Register with "+room.String())
+		form.field("muc#register_roomnick", "text-single", "Desired nickname", nick).Add(NewElement(nsXData, "required"))
+		out.Add(NewElement(nsRegister, "instructions").AddText("Choose the nickname to reserve in this room; you become a member."))
+		out.Add(form.x)
+		s.Reply(el, out)
+		return
+	}
+	if q.Child(nsRegister, "remove") != nil {
+		if err := m.svc.Unregister(ctx, room, s.full); err != nil {
+			m.fail(s, el, room, err)
+			return
+		}
+		s.Reply(el, nil)
+		return
+	}
+	x := q.Child(nsXData, "x")
+	if x == nil || (x.Get("type") != "submit" && x.Get("type") != "cancel") {
+		m.failCond(s, el, room, "bad-request", "submit the "+nsMUCRegister+" form")
+		return
+	}
+	if x.Get("type") == "cancel" {
+		s.Reply(el, nil)
+		return
+	}
+	v := formValues(x)
+	if ft := v["FORM_TYPE"]; len(ft) != 1 || ft[0] != nsMUCRegister {
+		m.failCond(s, el, room, "bad-request", "the form's FORM_TYPE must be "+nsMUCRegister)
+		return
+	}
+	nick := ""
+	if n := v["muc#register_roomnick"]; len(n) == 1 {
+		nick = n[0]
+	}
+	if strings.TrimSpace(nick) == "" {
+		m.failCond(s, el, room, "not-acceptable", "muc#register_roomnick is required")
+		return
+	}
+	if err := m.svc.Register(ctx, room, s.full, nick); err != nil {
+		m.fail(s, el, room, err)
+		return
+	}
+	s.Reply(el, nil)
+}
+
 // roomFeatures are the disco#info features of a room (XEP-0045 6.4 and
 // 15.3).
 func roomFeatures(in muc.Info) []string {
-	f := []string{nsMUC, nsStableID, nsSelfPing, nsDiscoI, nsDiscoIt, nsSID}
+	f := []string{nsMUC, nsStableID, nsSelfPing, nsDiscoI, nsDiscoIt, nsSID, nsRegister}
 	pick := func(b bool, yes, no string) {
 		if b {
 			f = append(f, yes)
@@ -1367,13 +1496,13 @@ func (w mucWire) Presence(to jid.JID, p *muc.Presence) {
 	}
 	x.write(&b, nsClient)
 	b.WriteString("</presence>")
-	w.m.deliver(to, b.Bytes())
+	w.m.toOccupant(to, b.Bytes())
 }
 
 func (w mucWire) Message(to jid.JID, msg *muc.Message) {
 	switch msg.Kind {
 	case muc.Groupchat:
-		w.m.deliver(to, withTo(msg.Data, to.String()))
+		w.m.toOccupant(to, withTo(msg.Data, to.String()))
 	case muc.History:
 		b := withTo(msg.Data, to.String())
 		i := bytes.LastIndex(b, []byte("</message>"))
@@ -1382,7 +1511,7 @@ func (w mucWire) Message(to jid.JID, msg *muc.Message) {
 		}
 		d := NewElement(nsDelay, "delay", "from", msg.Room.String(), "stamp", msg.Stamp.UTC().Format("2006-01-02T15:04:05.000000Z"))
 		out := append(append(slices.Clone(b[:i]), d.Bytes(nsClient)...), b[i:]...)
-		w.m.deliver(to, out)
+		w.m.toOccupant(to, out)
 	case muc.Subject:
 		from := msg.Room
 		if msg.Nick != "" {
@@ -1396,14 +1525,14 @@ func (w mucWire) Message(to jid.JID, msg *muc.Message) {
 		if !msg.Live && !msg.Stamp.IsZero() {
 			out.Add(NewElement(nsDelay, "delay", "from", msg.Room.String(), "stamp", msg.Stamp.UTC().Format("2006-01-02T15:04:05.000000Z")))
 		}
-		w.m.deliver(to, out.Bytes(nsClient))
+		w.m.toOccupant(to, out.Bytes(nsClient))
 	case muc.Status:
 		x := NewElement(nsMUCUser, "x")
 		for _, c := range msg.Codes {
 			x.Add(NewElement(nsMUCUser, "status", "code", strconv.Itoa(c)))
 		}
 		out := NewElement(nsClient, "message", "from", msg.Room.String(), "to", to.String(), "type", "groupchat", "id", randomID(8)).Add(x)
-		w.m.deliver(to, out.Bytes(nsClient))
+		w.m.toOccupant(to, out.Bytes(nsClient))
 	}
 }
 

@@ -1124,3 +1124,123 @@ func TestMUCArchiveFailureBounces(t *testing.T) {
 	a.send(`<message type='groupchat' to='%s'><body>kept</body></message>`, room1)
 	b.expect("kept", isGroupchat("kept"))
 }
+
+func registerForm(nick string) string {
+	return fmt.Sprintf(`<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>%s</value></field><field var='muc#register_roomnick'><value>%s</value></field></x></query>`, nsMUCRegister, nick)
+}
+
+// XEP-0045 7.10: registration with a room reserves a nickname and makes
+// the user a member; the nickname is then refused to everyone else;
+// members-only rooms take registrations only from their members;
+// <remove/> cancels it.
+func TestMUCRegistration(t *testing.T) {
+	h, _ := newMUCHarness(t, muc.Config{})
+	a := h.online("alice", "desk")
+	b := h.online("bob", "desk")
+	c := h.online("carol", "desk")
+	mucCreate(a, room1, "Alice")
+
+	info := ok(t, b.iq("get", room1, `<query xmlns='http://jabber.org/protocol/disco#info'/>`))
+	if !strings.Contains(string(info.Bytes(nsClient)), `var="jabber:iq:register"`) {
+		t.Fatalf("room disco lacks jabber:iq:register: %s", info.Bytes(nsClient))
+	}
+	form := ok(t, b.iq("get", room1, `<query xmlns='jabber:iq:register'/>`)).Child(nsRegister, "query").Child(nsXData, "x")
+	if form == nil || formType(form) != nsMUCRegister || !strings.Contains(string(form.Bytes("")), `var="muc#register_roomnick"`) {
+		t.Fatalf("registration form: %v", form)
+	}
+	for _, bad := range []struct{ payload, cond string }{
+		{registerForm(""), "not-acceptable"},
+		{`<query xmlns='jabber:iq:register'/>`, "bad-request"},
+		{strings.Replace(registerForm("x"), nsMUCRegister, "urn:other", 1), "bad-request"},
+		{registerForm("Alice"), "conflict"}, // in use by another occupant
+	} {
+		if cond := stanzaErrorCond(b.iq("set", room1, bad.payload)); cond != bad.cond {
+			t.Errorf("%s: %q, want %q", bad.payload, cond, bad.cond)
+		}
+	}
+	ok(t, b.iq("set", room1, registerForm("Bobby")))
+	q := ok(t, b.iq("get", room1, `<query xmlns='jabber:iq:register'/>`)).Child(nsRegister, "query")
+	if q.Child(nsRegister, "registered") == nil || q.ChildText(nsRegister, "username") != "Bobby" {
+		t.Fatalf("after registering: %s", q.Bytes(""))
+	}
+	// XEP-0045 7.12: the reserved nickname by disco.
+	n := ok(t, b.iq("get", room1, `<query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/>`))
+	if id := n.Child(nsDiscoI, "query").Child(nsDiscoI, "identity"); id == nil || id.Get("name") != "Bobby" {
+		t.Fatalf("reserved nick by disco: %s", n.Bytes(nsClient))
+	}
+	// Bob is on the member list.
+	ml := ok(t, a.iq("get", room1, `<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query>`))
+	if !strings.Contains(string(ml.Bytes(nsClient)), `jid="bob@example.test"`) {
+		t.Fatalf("member list: %s", ml.Bytes(nsClient))
+	}
+	// The nickname is refused to carol, entering or registering, in any case.
+	c.send(`<presence to='%s/bobby' id='j1'><x xmlns='%s'/></presence>`, room1, nsMUC)
+	el := c.expect("conflict", func(e *Element) bool { return e.Local == "presence" && e.Get("type") == "error" })
+	if stanzaErrorCond(el) != "conflict" {
+		t.Fatalf("reserved nickname: %s", el.Bytes(nsClient))
+	}
+	if cond := stanzaErrorCond(c.iq("set", room1, registerForm("BOBBY"))); cond != "conflict" {
+		t.Errorf("registering a reserved nickname: %q", cond)
+	}
+	mucJoin(b, room1, "Bobby", "")
+
+	// Members-only: outsiders may not register; members may.
+	room2 := "room2@" + mucDomain
+	mucCreate(a, room2, "Alice")
+	mucConfigure(a, room2, map[string][]string{"muc#roomconfig_membersonly": {"1"}})
+	if cond := stanzaErrorCond(c.iq("set", room2, registerForm("Carol"))); cond != "not-allowed" {
+		t.Errorf("registering with a members-only room from outside: %q", cond)
+	}
+	ok(t, a.iq("set", room2, `<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='carol@example.test'/></query>`))
+	ok(t, c.iq("set", room2, registerForm("Carol")))
+
+	// Cancelling frees the nickname and the membership.
+	ok(t, b.iq("set", room1, `<query xmlns='jabber:iq:register'><remove/></query>`))
+	q = ok(t, b.iq("get", room1, `<query xmlns='jabber:iq:register'/>`)).Child(nsRegister, "query")
+	if q.Child(nsRegister, "registered") != nil {
+		t.Fatalf("still registered: %s", q.Bytes(""))
+	}
+	if cond := stanzaErrorCond(b.iq("set", room1, `<query xmlns='jabber:iq:register'><remove/></query>`)); cond != "item-not-found" {
+		t.Errorf("removing twice: %q", cond)
+	}
+}
+
+// An occupant whose session vanished without the room being told (here:
+// unbound behind the room's back) is removed at the next delivery, with
+// status 333, and a self-ping from that address then says not joined.
+func TestMUCGhostRemoval(t *testing.T) {
+	h, _ := newMUCHarness(t, muc.Config{})
+	a := h.online("alice", "desk")
+	b := h.online("bob", "desk")
+	mucCreate(a, room1, "Alice")
+	mucJoin(b, room1, "Bob", "")
+	a.expect("bob joined", occupantPresence(room1+"/Bob", ""))
+	for _, s := range h.srv.router.Resources("bob@example.test") {
+		h.srv.router.Unbind(s)
+	}
+	a.send(`<message type='groupchat' to='%s'><body>anyone?</body></message>`, room1)
+	el := a.expect("ghost removed", occupantPresence(room1+"/Bob", "unavailable"))
+	if !hasCodes(el, "333") {
+		t.Fatalf("ghost removal without 333: %s", el.Bytes(nsClient))
+	}
+	b.send(`<iq type='get' id='sp' to='%s/Bob'><ping xmlns='urn:xmpp:ping'/></iq>`, room1)
+	if el := b.expect("self-ping", isIQResult("sp")); stanzaErrorCond(el) != "not-acceptable" {
+		t.Fatalf("self-ping of a removed ghost: %s", el.Bytes(nsClient))
+	}
+}
+
+// The sweep finds ghosts in rooms where nothing is said.
+func TestMUCGhostSweep(t *testing.T) {
+	h, _ := newMUCHarness(t, muc.Config{GhostSweep: 200 * time.Millisecond})
+	a := h.online("alice", "desk")
+	b := h.online("bob", "desk")
+	mucCreate(a, room1, "Alice")
+	mucJoin(b, room1, "Bob", "")
+	a.expect("bob joined", occupantPresence(room1+"/Bob", ""))
+	for _, s := range h.srv.router.Resources("bob@example.test") {
+		h.srv.router.Unbind(s)
+	}
+	if el := a.expect("ghost swept", occupantPresence(room1+"/Bob", "unavailable")); !hasCodes(el, "333") {
+		t.Fatalf("sweep without 333: %s", el.Bytes(nsClient))
+	}
+}

@@ -60,9 +60,12 @@ var pepFeatures = []string{
 	nsPubsub + "#publish-options",
 	nsPubsub + "#purge-nodes",
 	nsPubsub + "#retract-items",
+	nsPubsub + "#retrieve-affiliations",
 	nsPubsub + "#retrieve-default",
 	nsPubsub + "#retrieve-items",
+	nsPubsub + "#retrieve-subscriptions",
 	nsPubsub + "#subscribe",
+	nsPubsub + "#subscription-options",
 	nsVCardConv,
 }
 
@@ -77,6 +80,7 @@ func AccountServices(srv *Server) []AccountHandler {
 	p.svc = pubsub.New(pubsub.Options{Store: srv.cfg.Store, Presence: srv.cfg.Roster, Blocked: b.Blocked,
 		MaxPayload: srv.cfg.MaxStanzaSize})
 	priv := &privateStorage{srv: srv, pep: p}
+	p.priv = priv
 	return []AccountHandler{p, pepOwner{p}, priv, b}
 }
 
@@ -86,8 +90,9 @@ func AccountServices(srv *Server) []AccountHandler {
 // contacts filtered by their XEP-0115 capabilities, the last items at a
 // resource's initial presence, and the XEP-0398 avatar conversion.
 type PEP struct {
-	srv *Server
-	svc *pubsub.Service
+	srv  *Server
+	svc  *pubsub.Service
+	priv *privateStorage // bookmarks kept in step across XEP-0048, XEP-0049 and XEP-0402
 
 	mu       sync.Mutex
 	sessions map[*Session]*pepSession
@@ -201,6 +206,15 @@ func (p *PEP) HandleIQ(s *Session, el, ps *Element, owner jid.JID) bool {
 	get := el.Get("type") == "get"
 	switch {
 	case get && op.Local == "items":
+		if op.Get("node") == nsBookmarks && owner == s.bare && p.priv != nil {
+			// A client of XEP-0048 over PEP reads the bookmarks that so
+			// far live only in the XEP-0402 node (#compat-pep).
+			if _, err := p.svc.Lookup(ctx, owner, nsBookmarks); errors.Is(err, pubsub.ErrNotFound) {
+				if _, err := p.svc.Lookup(ctx, owner, nsBookmarks2); err == nil {
+					p.priv.legacyPEP(s)
+				}
+			}
+		}
 		max, _ := strconv.Atoi(op.Get("max_items"))
 		var ids []string
 		for _, it := range op.Elements() {
@@ -238,6 +252,9 @@ func (p *PEP) HandleIQ(s *Session, el, ps *Element, owner jid.JID) bool {
 		if err == nil && (boolAttr(op.Get("notify")) || n.Config.NotifyRetract()) {
 			p.notify(n, NewElement(nsPubsubEvent, "retract", "id", it.Get("id")), s.full)
 		}
+		if err == nil {
+			p.bookmarksChanged(s, n.Name, nil)
+		}
 	case !get && op.Local == "create":
 		fields := map[string]string{}
 		if c := ps.Child(nsPubsub, "configure"); c != nil {
@@ -258,11 +275,26 @@ func (p *PEP) HandleIQ(s *Session, el, ps *Element, owner jid.JID) bool {
 			p.reply(s, el, err)
 			return true
 		}
+		deliver := true
+		if o := ps.Child(nsPubsub, "options"); o != nil {
+			if x := o.Child(nsXData, "x"); x != nil {
+				ft, fields := parseForm(x)
+				fields["FORM_TYPE"] = ft
+				if err := p.svc.SetSubscriptionOptions(ctx, owner, s.full, who, n.Name, fields); err != nil {
+					p.svc.Unsubscribe(ctx, owner, s.full, who, n.Name)
+					p.reply(s, el, err)
+					return true
+				}
+				if o, err := p.svc.SubscriptionOptions(ctx, owner, s.full, who, n.Name); err == nil && !o.Deliver {
+					deliver = false
+				}
+			}
+		}
 		sub := NewElement(nsPubsub, "subscription", "node", n.Name, "jid", who.String(), "subscription", "subscribed")
 		r := iqResult(el, NewElement(nsPubsub, "pubsub").Add(sub))
 		r.Set("from", owner.String())
 		s.send(r.Bytes(nsClient))
-		if last := n.Config.SendLast(); last == pubsub.SendOnSub || last == pubsub.SendOnSubAndPresence {
+		if last := n.Config.SendLast(); deliver && (last == pubsub.SendOnSub || last == pubsub.SendOnSubAndPresence) {
 			if it, ok, _ := p.svc.Last(ctx, owner, n.Name); ok {
 				s.send(p.notification(n, p.itemElement(nsPubsubEvent, it, n.Config.DeliverPayloads()), s.full, false, &it.Stamp).Bytes(nsClient))
 			}
@@ -275,16 +307,80 @@ func (p *PEP) HandleIQ(s *Session, el, ps *Element, owner jid.JID) bool {
 		}
 		_, err = p.svc.Unsubscribe(ctx, owner, s.full, who, op.Get("node"))
 		p.reply(s, el, err)
-	case get && (op.Local == "subscriptions" || op.Local == "affiliations"):
-		unsupportedReply(s, el, "retrieve-"+op.Local)
+	case get && op.Local == "subscriptions":
+		subs, err := p.svc.Subscriptions(ctx, owner, s.full, op.Get("node"))
+		if err != nil {
+			p.reply(s, el, err)
+			return true
+		}
+		out := NewElement(nsPubsub, "subscriptions")
+		if n := op.Get("node"); n != "" {
+			out.Set("node", n)
+		}
+		for _, sub := range subs {
+			out.Add(NewElement(nsPubsub, "subscription", "node", sub.Node, "jid", sub.JID, "subscription", sub.State))
+		}
+		p.reply(s, el, nil, NewElement(nsPubsub, "pubsub").Add(out))
+	case get && op.Local == "affiliations":
+		affs, err := p.svc.Affiliations(ctx, owner, s.full, op.Get("node"))
+		if err != nil {
+			p.reply(s, el, err)
+			return true
+		}
+		out := NewElement(nsPubsub, "affiliations")
+		if n := op.Get("node"); n != "" {
+			out.Set("node", n)
+		}
+		for _, a := range affs {
+			out.Add(NewElement(nsPubsub, "affiliation", "node", a.Node, "affiliation", a.Affiliation))
+		}
+		p.reply(s, el, nil, NewElement(nsPubsub, "pubsub").Add(out))
 	case get && op.Local == "default":
 		p.reply(s, el, nil, NewElement(nsPubsub, "pubsub").Add(NewElement(nsPubsub, "default").Add(configForm(pubsub.DefaultConfig(), "form"))))
-	case op.Local == "options" || op.Local == "configure":
-		unsupportedReply(s, el, "subscription-options")
+	case op.Local == "options":
+		p.subscriptionOptions(s, el, op, owner, get)
+	case op.Local == "configure":
+		s.send(errorReply(el, "bad-request", "<configure/> follows <create/>; a node's configuration is in the #owner namespace"))
 	default:
 		s.send(errorReply(el, "feature-not-implemented", "<"+op.Local+"/> is not supported here"))
 	}
 	return true
+}
+
+// subscriptionOptions gets or sets one subscription's options (XEP-0060
+// 6.3): the pubsub#subscribe_options form with pubsub#deliver.
+func (p *PEP) subscriptionOptions(s *Session, el, op *Element, owner jid.JID, get bool) {
+	ctx := s.ctx()
+	who, err := jid.Parse(op.Get("jid"))
+	if err != nil {
+		p.reply(s, el, &pubsub.Error{Cond: "bad-request", App: "jid-required", Text: "options need the subscribed JID"})
+		return
+	}
+	node := op.Get("node")
+	if node == "" {
+		p.reply(s, el, &pubsub.Error{Cond: "bad-request", App: "nodeid-required", Text: "options need a node"})
+		return
+	}
+	if get {
+		o, err := p.svc.SubscriptionOptions(ctx, owner, s.full, who, node)
+		if err != nil {
+			p.reply(s, el, err)
+			return
+		}
+		x := NewElement(nsXData, "x", "type", "form").Add(
+			NewElement(nsXData, "field", "var", "FORM_TYPE", "type", "hidden").Add(NewElement(nsXData, "value").AddText(pubsub.SubscribeOptionsForm)),
+			NewElement(nsXData, "field", "var", "pubsub#deliver", "type", "boolean", "label", "Receive notifications").Add(NewElement(nsXData, "value").AddText(boolValue(o.Deliver))))
+		p.reply(s, el, nil, NewElement(nsPubsub, "pubsub").Add(NewElement(nsPubsub, "options", "node", node, "jid", who.String()).Add(x)))
+		return
+	}
+	x := op.Child(nsXData, "x")
+	if x == nil || x.Get("type") != "submit" {
+		p.reply(s, el, &pubsub.Error{Cond: "bad-request", App: "invalid-options", Text: "submit the " + pubsub.SubscribeOptionsForm + " form"})
+		return
+	}
+	ft, fields := parseForm(x)
+	fields["FORM_TYPE"] = ft
+	p.reply(s, el, p.svc.SetSubscriptionOptions(ctx, owner, s.full, who, node, fields))
 }
 
 // itemElement renders an item in namespace ns (pubsub or pubsub#event).
@@ -339,6 +435,21 @@ func (p *PEP) publish(s *Session, el, ps, op *Element, owner jid.JID) {
 	out := NewElement(nsPubsub, "publish", "node", res.Node.Name).Add(NewElement(nsPubsub, "item", "id", res.Item.ID))
 	s.send(iqResult(el, NewElement(nsPubsub, "pubsub").Add(out)).Bytes(nsClient))
 	p.notify(res.Node, p.itemElement(nsPubsubEvent, res.Item, res.Node.Config.DeliverPayloads()), s.full)
+	p.bookmarksChanged(s, req.Node, payloads[0])
+}
+
+// bookmarksChanged keeps the two PEP bookmark nodes in step after a
+// client changed one (XEP-0402 section 5.3, "#compat-pep").
+func (p *PEP) bookmarksChanged(s *Session, node string, payload *Element) {
+	if p.priv == nil {
+		return
+	}
+	switch {
+	case node == nsBookmarks && payload != nil && payload.Space == nsBookmarks && payload.Local == "storage":
+		p.priv.fromLegacyPEP(s, payload)
+	case node == nsBookmarks2:
+		p.priv.legacyPEP(s)
+	}
 }
 
 // publishAs publishes and, with convert, applies the XEP-0398 conversion
@@ -442,7 +553,7 @@ func (p *PEP) notify(n pubsub.Node, inner *Element, publisher jid.JID) {
 	}
 	for who := range n.Subscriptions {
 		j, err := jid.Parse(who)
-		if err != nil || p.svc.Allowed(ctx, n, j) != nil || p.srv.blockedPair(n.Owner, j) {
+		if err != nil || !n.Delivers(who) || p.svc.Allowed(ctx, n, j) != nil || p.srv.blockedPair(n.Owner, j) {
 			continue
 		}
 		for _, r := range p.srv.router.Resources(j.Bare().String()) {
@@ -756,7 +867,7 @@ func (o pepOwner) HandleIQ(s *Session, el, ps *Element, owner jid.JID) bool {
 		}
 		out := NewElement(nsPubsubOwner, "subscriptions", "node", node)
 		for _, k := range slices.Sorted(maps.Keys(n.Subscriptions)) {
-			out.Add(NewElement(nsPubsubOwner, "subscription", "jid", k, "subscription", n.Subscriptions[k]))
+			out.Add(NewElement(nsPubsubOwner, "subscription", "jid", k, "subscription", pubsub.SubscriptionState(n.Subscriptions[k])))
 		}
 		p.reply(s, el, nil, wrap(out))
 	default:
@@ -794,7 +905,7 @@ func (p *PEP) eventToAll(n pubsub.Node, ev *Element) {
 		}
 	}
 	for who := range n.Subscriptions {
-		if j, err := jid.Parse(who); err == nil {
+		if j, err := jid.Parse(who); err == nil && n.Delivers(who) {
 			for _, r := range p.srv.router.Resources(j.Bare().String()) {
 				if j.IsBare() || r.full == j {
 					send(r)

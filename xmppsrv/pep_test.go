@@ -507,3 +507,69 @@ func BenchmarkPEPPublish(b *testing.B) {
 		bob.expect("event", event("alice@"+domain, "urn:bench"))
 	}
 }
+
+// XEP-0060 5.6, 5.7 and 6.3 on PEP: a subscriber lists its own
+// subscriptions and affiliations, the owner its affiliations; the
+// subscription's options (pubsub#deliver) are read, changed and honoured,
+// also when given with the subscribe request.
+func TestPEPSubscriptionsAffiliationsOptions(t *testing.T) {
+	h := pepHarness(t, noDomainRoster)
+	a := h.online("alice", "desk")
+	c := h.online("carol", "pc")
+	alice := "alice@" + domain
+	ok(t, a.iq("set", "", publishXML("urn:test:open", "1", "<e xmlns='urn:test:open'>one</e>", field("pubsub#access_model", "open"))))
+	ok(t, a.iq("set", "", publishXML("urn:test:two", "1", "<e xmlns='urn:test:two'>one</e>", field("pubsub#access_model", "open"))))
+	ok(t, c.iq("set", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='urn:test:open' jid='`+c.jid+`'/></pubsub>`))
+	c.expect("last item", event(alice, "urn:test:open"))
+
+	subs := ok(t, c.iq("get", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscriptions/></pubsub>`)).Child(nsPubsub, "pubsub").Child(nsPubsub, "subscriptions")
+	if subs == nil || len(subs.Elements()) != 1 || subs.Elements()[0].Get("node") != "urn:test:open" || subs.Elements()[0].Get("jid") != c.jid || subs.Elements()[0].Get("subscription") != "subscribed" {
+		t.Fatalf("subscriptions: %v", subs)
+	}
+	subs = ok(t, c.iq("get", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscriptions node='urn:test:two'/></pubsub>`)).Child(nsPubsub, "pubsub").Child(nsPubsub, "subscriptions")
+	if subs == nil || len(subs.Elements()) != 0 {
+		t.Fatalf("subscriptions to another node: %v", subs)
+	}
+	affs := ok(t, a.iq("get", "", `<pubsub xmlns='http://jabber.org/protocol/pubsub'><affiliations/></pubsub>`)).Child(nsPubsub, "pubsub").Child(nsPubsub, "affiliations")
+	if affs == nil || len(affs.Elements()) != 2 || affs.Elements()[0].Get("affiliation") != "owner" {
+		t.Fatalf("owner's affiliations: %v", affs)
+	}
+	affs = ok(t, c.iq("get", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><affiliations/></pubsub>`)).Child(nsPubsub, "pubsub").Child(nsPubsub, "affiliations")
+	if affs == nil || len(affs.Elements()) != 0 {
+		t.Fatalf("a subscriber's affiliations: %v", affs)
+	}
+
+	// Options: the form, then deliver off stops notifications.
+	opts := ok(t, c.iq("get", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><options node='urn:test:open' jid='`+c.jid+`'/></pubsub>`))
+	x := opts.Child(nsPubsub, "pubsub").Child(nsPubsub, "options").Child(nsXData, "x")
+	if ft, f := parseForm(x); ft != "http://jabber.org/protocol/pubsub#subscribe_options" || f["pubsub#deliver"] != "1" {
+		t.Fatalf("options form: %s", opts.Bytes(nsClient))
+	}
+	bad := c.iq("set", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><options node='urn:test:open' jid='`+c.jid+`'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field><field var='pubsub#digest'><value>1</value></field></x></options></pubsub>`)
+	if cond, app := pubsubError(bad); cond != "bad-request" || app != "invalid-options" {
+		t.Errorf("unsupported option: %s", bad.Bytes(nsClient))
+	}
+	bad = c.iq("get", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><options node='urn:test:two' jid='`+c.jid+`'/></pubsub>`)
+	if cond, app := pubsubError(bad); cond != "unexpected-request" || app != "not-subscribed" {
+		t.Errorf("options without a subscription: %s", bad.Bytes(nsClient))
+	}
+	ok(t, c.iq("set", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><options node='urn:test:open' jid='`+c.jid+`'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field><field var='pubsub#deliver'><value>0</value></field></x></options></pubsub>`))
+	ok(t, a.iq("set", "", publishXML("urn:test:open", "2", "<e xmlns='urn:test:open'>two</e>", "")))
+	c.none(300*time.Millisecond, "an event with deliver off", event(alice, "urn:test:open"))
+	subs = ok(t, c.iq("get", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscriptions/></pubsub>`)).Child(nsPubsub, "pubsub").Child(nsPubsub, "subscriptions")
+	if len(subs.Elements()) != 1 || subs.Elements()[0].Get("subscription") != "subscribed" {
+		t.Fatalf("state with options: %s", subs.Bytes(""))
+	}
+	// Subscribe and configure in one request (6.3.7).
+	ok(t, c.iq("set", alice, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='urn:test:two' jid='`+c.jid+`'/><options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#subscribe_options</value></field><field var='pubsub#deliver'><value>false</value></field></x></options></pubsub>`))
+	c.quiet(200 * time.Millisecond)
+	ok(t, a.iq("set", "", publishXML("urn:test:two", "2", "<e xmlns='urn:test:two'>two</e>", "")))
+	c.none(300*time.Millisecond, "an event with deliver off from the start", event(alice, "urn:test:two"))
+
+	info := ok(t, c.iq("get", alice, `<query xmlns='http://jabber.org/protocol/disco#info'/>`))
+	for _, f := range []string{"retrieve-subscriptions", "retrieve-affiliations", "subscription-options"} {
+		if !strings.Contains(string(info.Bytes(nsClient)), `var="http://jabber.org/protocol/pubsub#`+f+`"`) {
+			t.Errorf("account disco lacks %s", f)
+		}
+	}
+}

@@ -29,14 +29,14 @@ func (srv *Server) handlePresence(s *Session, el *Element, to jid.JID) {
 		if contact == s.bare || srv.blockedPair(s.full, contact) {
 			return // XEP-0191: presence to or from a blocked contact goes nowhere, silently
 		}
-		if !srv.Local(contact.Domain()) {
-			s.send(errorReply(el, "remote-server-not-found", "contacts on other servers are not enabled here ("+contact.Domain()+")"))
-			return
-		}
 		srv.subscriptionOut(s.bare, contact, st, firstStatus(el))
 	case "probe":
 		srv.probe(s, to)
 	case "error":
+		if !to.IsZero() && !srv.Local(to.Domain()) {
+			srv.sendRemote(el)
+			return
+		}
 		if !to.IsZero() && !to.IsBare() {
 			for _, r := range srv.router.Resources(to.Bare().String()) {
 				if r.full == to {
@@ -173,6 +173,12 @@ func (srv *Server) fanOut(s *Session, b []byte, directed map[jid.JID]bool, subsc
 			srv.log.Error("presence targets", "user", s.bare.String(), "err", err)
 		}
 		for _, c := range explicit {
+			if !srv.Local(c.Domain()) {
+				if !srv.blockedPair(s.full, c) {
+					srv.presenceToRemote(b, c)
+				}
+				continue
+			}
 			for _, r := range srv.router.Resources(c.String()) {
 				deliver(r)
 			}
@@ -187,6 +193,10 @@ func (srv *Server) fanOut(s *Session, b []byte, directed map[jid.JID]bool, subsc
 		}
 	}
 	for t := range directed {
+		if !srv.Local(t.Domain()) {
+			srv.presenceToRemote(b, t)
+			continue
+		}
 		for _, r := range srv.router.Resources(t.Bare().String()) {
 			if t.IsBare() || r.full == t {
 				deliver(r)
@@ -236,6 +246,13 @@ func (srv *Server) initialPresence(s *Session) {
 	seen := make(map[jid.JID]bool, len(explicit))
 	for _, c := range explicit {
 		seen[c] = true
+		if !srv.Local(c.Domain()) {
+			// RFC 6121 4.3.1: the contact's server answers for it.
+			if !srv.blockedPair(s.full, c) {
+				srv.sendRemote(NewElement(nsClient, "presence", "type", "probe", "from", s.bare.String(), "to", c.String()))
+			}
+			continue
+		}
 		for _, r := range srv.router.Resources(c.String()) {
 			sendFrom(r)
 		}
@@ -292,13 +309,17 @@ func (srv *Server) deliverOffline(s *Session) {
 
 // directed handles presence to a specific entity (RFC 6121 4.6).
 func (srv *Server) directed(s *Session, el *Element, to jid.JID, typ string) {
-	if srv.isServer(to) || !srv.Local(to.Domain()) || srv.blockedPair(s.full, to) {
+	if srv.isServer(to) || srv.blockedPair(s.full, to) {
 		return
 	}
-	b := el.Bytes(nsClient)
-	for _, r := range srv.router.Resources(to.Bare().String()) {
-		if (to.IsBare() && r.isAvailable()) || r.full == to {
-			r.send(b)
+	if !srv.Local(to.Domain()) {
+		srv.sendRemote(el)
+	} else {
+		b := el.Bytes(nsClient)
+		for _, r := range srv.router.Resources(to.Bare().String()) {
+			if (to.IsBare() && r.isAvailable()) || r.full == to {
+				r.send(b)
+			}
 		}
 	}
 	s.pmu.Lock()
@@ -316,7 +337,13 @@ func (srv *Server) directed(s *Session, el *Element, to jid.JID, typ string) {
 // probe answers a client's presence probe on the contact's behalf
 // (RFC 6121 4.3.2), if the client may see that presence.
 func (srv *Server) probe(s *Session, to jid.JID) {
-	if to.IsZero() || !srv.Local(to.Domain()) || to.Local() == "" {
+	if to.IsZero() || to.Local() == "" {
+		return
+	}
+	if !srv.Local(to.Domain()) {
+		if !srv.blockedPair(s.full, to) {
+			srv.sendRemote(NewElement(nsClient, "presence", "type", "probe", "from", s.bare.String(), "to", to.Bare().String()))
+		}
 		return
 	}
 	owner := to.Bare()
@@ -366,6 +393,15 @@ func (srv *Server) subscriptionOut(owner, contact jid.JID, st roster.SubType, st
 // subscriptionIn processes a subscription stanza that reaches owner from
 // a local user.
 func (srv *Server) subscriptionIn(owner, from jid.JID, st roster.SubType, status string) {
+	if !srv.Local(owner.Domain()) {
+		// The owner's server does its side (RFC 6121 3.x.3).
+		e := NewElement(nsClient, "presence", "type", st.String(), "from", from.String(), "to", owner.String())
+		if status != "" && st == roster.Subscribe {
+			e.Add(NewElement(nsClient, "status").AddText(status))
+		}
+		srv.sendRemote(e)
+		return
+	}
 	if _, err := srv.cfg.Chat.Resolve(srv.ctx, owner); err != nil {
 		if st == roster.Subscribe {
 			// 3.1.3: no such contact; answer on its behalf.
@@ -380,6 +416,9 @@ func (srv *Server) subscriptionIn(owner, from jid.JID, st roster.SubType, status
 	}
 	if in.Push != nil {
 		srv.pushRoster(owner, in.Push, false)
+	}
+	if in.Deliver && st == roster.Subscribe && !srv.blockedPair(owner, from) {
+		srv.notifyPushSubscription(owner) // XEP-0357
 	}
 	if in.Deliver && !srv.blockedPair(owner, from) {
 		e := NewElement(nsClient, "presence", "type", st.String(), "from", from.String(), "to", owner.String())
@@ -408,6 +447,14 @@ func (srv *Server) subscriptionIn(owner, from jid.JID, st roster.SubType, status
 // sendPresenceOf sends the presence of each available resource of owner to
 // the available resources of to.
 func (srv *Server) sendPresenceOf(owner, to jid.JID) {
+	if !srv.Local(to.Domain()) {
+		for _, r := range srv.router.Resources(owner.String()) {
+			if p := r.currentPresence(); p != nil && !srv.blockedPair(r.full, to) {
+				srv.presenceToRemote(p, to)
+			}
+		}
+		return
+	}
 	targets := srv.router.Resources(to.String())
 	if len(targets) == 0 {
 		return
@@ -426,6 +473,14 @@ func (srv *Server) sendPresenceOf(owner, to jid.JID) {
 }
 
 func (srv *Server) sendUnavailableOf(owner, to jid.JID) {
+	if !srv.Local(to.Domain()) {
+		for _, r := range srv.router.Resources(owner.String()) {
+			if r.isAvailable() {
+				srv.sendRemote(NewElement(nsClient, "presence", "type", "unavailable", "from", r.full.String(), "to", to.String()))
+			}
+		}
+		return
+	}
 	targets := srv.router.Resources(to.String())
 	for _, r := range srv.router.Resources(owner.String()) {
 		if !r.isAvailable() {

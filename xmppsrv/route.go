@@ -72,14 +72,17 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 	if srv.refuseBlocked(s, el, to) {
 		return
 	}
+	if !srv.Local(to.Domain()) {
+		stripStanzaIDs(el)
+		srv.remoteOutMessage(s, el, to, typ)
+		return
+	}
 	target, err := srv.cfg.Chat.Resolve(s.ctx(), to.Bare())
 	if err != nil {
 		if typ == "error" {
 			return
 		}
 		switch {
-		case errors.Is(err, chat.ErrRemote):
-			s.send(errorReply(el, "remote-server-not-found", "messages to other servers are not enabled here ("+to.Domain()+")"))
 		case errors.Is(err, chat.ErrNotChatEnabled):
 			s.send(errorReply(el, "service-unavailable", to.Bare().String()+" has not enabled chat yet"))
 		case errors.Is(err, chat.ErrNoSuchUser):
@@ -153,12 +156,25 @@ func (srv *Server) carbonCopies(s *Session, sent, received *Element, to jid.JID,
 			r.send(wrap("sent", s.bare, sent, r))
 		}
 	}
-	if to.Bare() == s.bare {
+	if to.Bare() == s.bare || !srv.Local(to.Domain()) {
+		return
+	}
+	srv.receivedCopies(received, to, typ, got)
+}
+
+// receivedCopies sends XEP-0280 "received" copies of a message to the
+// recipient's resources that did not get it directly.
+func (srv *Server) receivedCopies(received *Element, to jid.JID, typ string, got []*Session) {
+	if !(typ == "chat" || ((typ == "" || typ == "normal") && received.Child(nsClient, "body") != nil)) {
+		return
+	}
+	if received.Child(nsCarbons, "private") != nil || received.Child(nsHints, "no-copy") != nil {
 		return
 	}
 	for _, r := range srv.router.Resources(to.Bare().String()) {
 		if r.carbons.Load() && r.isAvailable() && !slices.Contains(got, r) {
-			r.send(wrap("received", to.Bare(), received, r))
+			r.send(NewElement(nsClient, "message", "from", to.Bare().String(), "to", r.full.String(), "type", typ).Add(
+				NewElement(nsCarbons, "received").Add(NewElement(nsForward, "forwarded").Add(received))).Bytes(nsClient))
 		}
 	}
 }
@@ -169,6 +185,7 @@ func (srv *Server) carbonCopies(s *Session, sent, received *Element, to jid.JID,
 // delivered and must not be stored.
 // It returns the sessions the message was handed to.
 func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce func(cond, text string)) []*Session {
+	defer srv.notifyPush(el, to, typ) // XEP-0357, for devices with no connected session
 	sessions := srv.router.Resources(to.Bare().String())
 	stateOnly := chatStateOnly(el)
 	if !to.IsBare() {

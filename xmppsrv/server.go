@@ -147,9 +147,15 @@ type Server struct {
 	components map[string]Component      // see Extend
 	handlers   map[string]AccountHandler // see Extend
 	ext        ext                       // optional abilities of handlers, see Extend
+	push       *push                     // XEP-0357, when NewPush was called
 	states     chan func()               // receipt and marker bookkeeping, off the hot path
 	statesDone chan struct{}
 	drainOnce  sync.Once
+	// remote carries stanzas to other servers (SetRemote); nil: no
+	// federation. remoteSess orders inbound messages in the archiver.
+	remote     atomic.Pointer[remoteBox]
+	remoteOnce sync.Once
+	remoteSess *Session
 	// userLocks order, per account, "no resource is available, so store
 	// offline" against "a resource became available, so read offline": a
 	// message is either delivered live or read back, never stranded.

@@ -96,8 +96,11 @@ export const browser = await chromium.launch({
     '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
 });
 
-export async function webmailLogin(who, address, viewport) {
+// webmailLogin logs address into the toy webmail in a new browser context
+// (init: a script run in every page of it before the page's own).
+export async function webmailLogin(who, address, viewport, { init } = {}) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  if (init) await ctx.addInitScript(init);
   const page = await ctx.newPage();
   pages[who] = page;
   page.on('dialog', (d) => { dialogs.push(`${who}: ${d.type()} ${d.message()}`); d.dismiss().catch(() => {}); });

@@ -16,8 +16,9 @@
 //   - alice starts a meeting from Actions (…) → Start a meeting with a
 //     room name: the link is posted as a message; bob sees it with a card
 //     and opens the meeting's join page; without a room name the meeting
-//     is "Meeting with bob@…"; a failure shows in the dialog and posts
-//     nothing; audio and video calls stay disabled.
+//     is "Meeting with Bob Builder"; a failure shows in the dialog and
+//     posts nothing; the calls beside it are enabled (panel_calls.mjs
+//     makes them).
 //
 // Environment: as panel.mjs (PARLEY_URL, PARLEY_USERS, PARLEY_DOMAIN,
 // PARLEY_SCREENSHOTS, CHROMIUM).
@@ -180,12 +181,35 @@ try {
     await q(bob, '.history-close').click();
   });
 
-  await step('Actions (…): "Start a meeting" enabled; audio and video calls still disabled', async () => {
+  await step('History pages (api/conversations with limit and the next cursor): two sessions, then "Older chat sessions" adds the third', async () => {
+    const asked = [];
+    const watch = (r) => { if (r.url().includes('/api/conversations')) asked.push(new URL(r.url()).searchParams); };
+    bob.on('request', watch);
+    await bob.evaluate(() => { document.querySelector('parley-chat').sessionsPage = 2; });
+    await q(bob, '.history-toggle').click();
+    await until(async () => (await q(bob, '.history-panel .session').count()) === 2, 'bob\'s first page of two');
+    check((await q(bob, '.history-panel .files-count').innerText()) === '2 most recent chat sessions, newest first', 'count line ' + await q(bob, '.history-panel .files-count').innerText());
+    const first = await q(bob, '.history-panel .session-preview').allInnerTexts();
+    await shot(bob, 'history-phone-older-button.png');
+    await q(bob, '.history-panel button.older-sessions').click();
+    await until(async () => (await q(bob, '.history-panel .session').count()) === 3, 'bob\'s three sessions after Older');
+    const all = await q(bob, '.history-panel .session-preview').allInnerTexts();
+    const want = [...SESSIONS].reverse().map((x) => x[0][1]);
+    check(JSON.stringify(all) === JSON.stringify(want) && JSON.stringify(all.slice(0, 2)) === JSON.stringify(first), 'sessions ' + JSON.stringify(all));
+    check(!(await q(bob, '.history-panel button.older-sessions').count()), 'an Older button after the last page');
+    check(await focused(q(bob, '.history-panel .session button[data-session="2"]')), 'focus is not on the first session of the new page');
+    check(asked.length === 2 && asked[0].get('limit') === '2' && !asked[0].get('before') && asked[1].get('before'), 'requests ' + asked.map(String).join(' | '));
+    bob.off('request', watch);
+    await bob.evaluate(() => { document.querySelector('parley-chat').sessionsPage = 20; });
+    await q(bob, '.history-close').click();
+  });
+
+  await step('Actions (…): "Start a meeting", "Audio call" and "Video call", all enabled', async () => {
     await q(alice, '.actions').click();
     const item = q(alice, '.actions-menu [data-action="meeting"]');
     check(await item.innerText() === 'Start a meeting' && !(await item.isDisabled()), '"Start a meeting" missing or disabled');
     for (const id of ['audio', 'video']) {
-      check(await q(alice, `.actions-menu [data-action="${id}"]`).isDisabled(), `${id} call is enabled`);
+      check(await q(alice, `.actions-menu [data-action="${id}"]`).isEnabled(), `${id} call is disabled`);
     }
     await shot(alice, 'meeting-desktop-actions-menu.png');
     await q(alice, '.actions').press('Escape');
@@ -214,13 +238,13 @@ try {
   await step('alice starts a meeting named "Budget review": the link is posted; bob sees it with a card and opens the join page', async () => {
     await q(alice, '.actions').click();
     await q(alice, '.actions-menu [data-action="meeting"]').click();
-    check((await q(alice, '#meet-room').getAttribute('placeholder')) === `Meeting with ${BOB}`, 'placeholder');
+    check((await q(alice, '#meet-room').getAttribute('placeholder')) === 'Meeting with Bob Builder', 'placeholder');
     check((await q(alice, '.meet-about').innerText()).includes('Bob Builder'), 'the dialog does not name bob');
     await q(alice, '#meet-room').fill('Budget review');
     await shot(alice, 'meeting-desktop-dialog.png');
     await q(alice, '.meet-form button[type=submit]').click();
     await until(async () => await q(alice, '.meet-dialog').isHidden(), 'the dialog to close');
-    await until(async () => (await q(alice, '.log').innerText()).includes('started a video meeting: Budget review'), 'the message at alice');
+    await until(async () => (await q(alice, '.log').innerText()).includes('Alice Liddell started a video meeting: Budget review'), 'the message at alice');
     check(await focused(q(alice, '.compose textarea')), 'focus is not back in the message box');
     const a = q(alice, '.log .msg.out .bubble a').last();
     link = await a.getAttribute('href');
@@ -246,12 +270,12 @@ try {
     delete pages.join;
   });
 
-  await step('without a room name the meeting is "Meeting with bob@…"', async () => {
+  await step('without a room name the meeting is "Meeting with Bob Builder" (the directory name)', async () => {
     await q(alice, '.actions').click();
     await q(alice, '.actions-menu [data-action="meeting"]').click();
     await q(alice, '#meet-room').press('Enter');
-    await until(async () => (await q(bob, '.log').innerText()).includes(`started a video meeting: Meeting with ${BOB}`), 'the default name at bob');
-    await until(async () => (await q(bob, '.log .meeting-card .card-title').last().innerText()) === `Meeting with ${BOB}`, 'the default card title');
+    await until(async () => (await q(bob, '.log').innerText()).includes('Alice Liddell started a video meeting: Meeting with Bob Builder'), 'the default name at bob');
+    await until(async () => (await q(bob, '.log .meeting-card .card-title').last().innerText()) === 'Meeting with Bob Builder', 'the default card title');
   });
 
   await step('the meeting dialog at phone width (bob), by keyboard; Cancel posts nothing', async () => {

@@ -59,7 +59,7 @@ class Peer(slixmpp.ClientXMPP):
         if m["type"] in ("chat", "normal") and m["body"]:
             self.inbox.put_nowait(m)
             if not self.quiet:
-                emit(ev="message", **{"from": m["from"].bare, "body": m["body"]})
+                emit(ev="message", **{"from": m["from"].bare, "body": m["body"], "xml": str(m)})
 
     def _presence(self, p):
         emit(ev="presence", **{"from": str(p["from"]), "type": p["type"], "show": p["show"]})

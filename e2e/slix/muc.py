@@ -385,7 +385,76 @@ async def persist_check(env, clients):
     expect(got == bodies, "archive after the restart: %s" % got)
 
 
+NS_REGISTER = "jabber:iq:register"
+NS_MUC_REGISTER = NS_MUC + "#register"
+
+
+async def register_iq(c, room, nick=None, remove=False):
+    """Registration with a room (XEP-0045 7.10): a get without nick, a
+    submitted form with it; returns the answer's query element."""
+    import xml.etree.ElementTree as ET
+    iq = c.Iq()
+    iq["to"] = room
+    q = ET.Element("{%s}query" % NS_REGISTER)
+    if remove:
+        iq["type"] = "set"
+        ET.SubElement(q, "{%s}remove" % NS_REGISTER)
+    elif nick is None:
+        iq["type"] = "get"
+    else:
+        iq["type"] = "set"
+        form = c["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="FORM_TYPE", ftype="hidden", value=NS_MUC_REGISTER)
+        form.add_field(var="muc#register_roomnick", value=nick)
+        q.append(form.xml)
+    iq.append(q)
+    res = await iq.send(timeout=10)
+    return res.xml.find("{%s}query" % NS_REGISTER)
+
+
+async def registration(env, clients):
+    alice = await new_client(env, clients, "alice")
+    bob = await new_client(env, clients, "bob")
+    carol = await new_client(env, clients, "carol")
+    room = room_jid(env, "club")
+    await create(alice, room, "Alice")
+    info = await bob["xep_0030"].get_info(jid=room, timeout=10)
+    expect(NS_REGISTER in info["disco_info"]["features"], "the room does not announce %s" % NS_REGISTER)
+    q = await register_iq(bob, room)
+    x = q.find("{jabber:x:data}x") if q is not None else None
+    expect(x is not None and any(f.get("var") == "muc#register_roomnick" for f in x.findall("{jabber:x:data}field")),
+           "registration form without muc#register_roomnick")
+    await register_iq(bob, room, "Bobby")
+    q = await register_iq(bob, room)
+    expect(q.find("{%s}registered" % NS_REGISTER) is not None and q.findtext("{%s}username" % NS_REGISTER) == "Bobby",
+           "after registering, the room does not say so")
+    nick = await bob["xep_0030"].get_info(jid=room, node="x-roomuser-item", timeout=10)
+    expect([i[3] for i in nick["disco_info"]["identities"]] == ["Bobby"], "reserved nickname by disco: %s" % nick["disco_info"]["identities"])
+    # The reserved nickname is refused to carol, and bob enters as a member.
+    await join_refused(carol, room, "Bobby", "conflict")
+    try:
+        await register_iq(carol, room, "bobby")
+        raise Fail("carol registered bob's reserved nickname")
+    except IqError as e:
+        expect(e.iq["error"]["condition"] == "conflict", "registering a reserved nickname: %s" % summarize(e.iq))
+    pres, _, _, _ = await join(bob, room, "Bobby")
+    expect(pres["muc"]["affiliation"] == "member", "bob's affiliation after registering: %r" % pres["muc"]["affiliation"])
+    # Members-only: registration is not a way in.
+    closed = room_jid(env, "closed")
+    await create(alice, closed, "Alice", {"muc#roomconfig_membersonly": "1"})
+    try:
+        await register_iq(carol, closed, "Carol")
+        raise Fail("carol registered with a members-only room she is not a member of")
+    except IqError as e:
+        expect(e.iq["error"]["condition"] == "not-allowed", "registering with a members-only room: %s" % summarize(e.iq))
+    await register_iq(bob, room, remove=True)
+    q = await register_iq(bob, room)
+    expect(q.find("{%s}registered" % NS_REGISTER) is None, "still registered after <remove/>")
+    print("muc registration: form, reserved nickname refused to others, membership, members-only refused, remove")
+
+
 SCENARIOS = {
+    "muc-registration": registration,
     "muc-persist-create": persist_create,
     "muc-persist-check": persist_check,
     "muc-create-configure": create_configure,

@@ -44,6 +44,11 @@
 //	-stun URL, -turn URL   STUN and TURN servers for browsers (comma-separated); -turn-secret
 //	                       for TURN REST credentials (coturn's static-auth-secret)
 //	-disable-media         meetings without audio and video
+//	-federation            contacts on other XMPP servers (server-to-server); then:
+//	-s2s-addr :5269        other servers' connections (STARTTLS); -s2ss-addr ADDR for direct TLS
+//	-s2s-override D=ADDR   reach domain D's server at ADDR (host:port or tls://host:port), not DNS
+//	-s2s-allow, -s2s-deny  comma-separated domains to federate with only, or never
+//	-s2s-cert-only         only servers whose certificate verifies (no dialback)
 //
 // The users file:
 //
@@ -92,6 +97,7 @@ type options struct {
 	pprofAddr                      string
 	sessionGap                     time.Duration
 	media                          mediaOptions
+	fed                            fedOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -113,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.publicURL, "public-url", "", "`URL` at which clients reach /parley/ (default: https://<the HTTPS listener>/parley)")
 	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 0, "how long a dropped XMPP session waits to be resumed (XEP-0198); 0 means Parley's default, 5m")
 	o.media.flags(fs)
+	o.fed.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -177,6 +184,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		lns = append(lns, ln)
 	}
+	s2sLn, s2ssLn, err := o.fed.listen()
+	if err != nil {
+		closeAll()
+		return fail("cannot listen", "err", err)
+	}
+	for _, ln := range []net.Listener{s2sLn, s2ssLn} {
+		if ln != nil {
+			lns = append(lns, ln)
+		}
+	}
 	publicURL := o.publicURL
 	if publicURL == "" {
 		publicURL = "https://" + reachable(lns[2].Addr()) + "/parley"
@@ -199,6 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MediaPublicIPs:      o.media.publicIPs(),
 		MediaICEServers:     o.media.iceServers(),
 		DisableMedia:        o.media.disable,
+		Federation:          o.fed.config(),
 		Logger:              log,
 	})
 	if err != nil {
@@ -223,7 +241,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 5)
 	serve := func(name string, f func() error) {
 		if err := f(); err != nil && !errors.Is(err, parley.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- fmt.Errorf("%s: %w", name, err)
@@ -232,6 +250,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	go serve("xmpp", func() error { return srv.ServeXMPP(xmppLn) })
 	go serve("xmpps", func() error { return srv.ServeXMPPTLS(xmppsLn) })
 	go serve("https", func() error { return httpSrv.ServeTLS(httpLn, "", "") })
+	if s2sLn != nil {
+		go serve("s2s", func() error { return srv.ServeS2S(s2sLn) })
+		log.Info("federation on", "s2s", s2sLn.Addr(), "overrides", o.fed.override)
+	}
+	if s2ssLn != nil {
+		go serve("s2s-tls", func() error { return srv.ServeS2STLS(s2ssLn) })
+	}
 
 	printBanner(stdout, o, users, domains, certFile, xmppLn.Addr(), xmppsLn.Addr(), httpLn.Addr(), srv.Media())
 	log.Info("parley host ready", "domains", domains, "users", users.count(), "xmpp", xmppLn.Addr(),

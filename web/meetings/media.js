@@ -33,6 +33,9 @@
       { rid: 'f', maxBitrate: 2000000 }] },
   };
   const options = window.parleyMediaOptions || {};
+  // An audio call's link (?media=audio, from the chat panel) joins with
+  // the microphone only.
+  const audioOnly = options.audioOnly ?? new URLSearchParams(location.search).get('media') === 'audio';
 
   // Icons (Material Design shapes), drawn as SVG: no emoji font needed.
   const iconPaths = {
@@ -284,7 +287,7 @@
     const video = { width: { ideal: q.width }, height: { ideal: q.height }, frameRate: { ideal: q.frameRate } };
     if (p.camera) video.deviceId = { ideal: p.camera };
     // Both, else whichever there is: a missing camera leaves the voice.
-    for (const c of [{ audio, video }, { audio }, { video }]) {
+    for (const c of audioOnly ? [{ audio }] : [{ audio, video }, { audio }, { video }]) {
       try { return await navigator.mediaDevices.getUserMedia(c); } catch (e) { /* try less */ }
     }
     toast('No camera or microphone could be opened: you can see and hear the others.', 'error');
@@ -410,8 +413,8 @@
         break;
       case 'recording':
         if (S.recording !== !!e.recording) {
+          // The files arrive with the meeting's file.added events.
           toast(e.recording ? 'This meeting is being recorded.' : 'Recording stopped. The recording will be in the Files tab.');
-          if (!e.recording) for (const ms of [1500, 4000, 8000]) setTimeout(() => document.dispatchEvent(new CustomEvent('parley:refresh-files')), ms);
         }
         S.recording = !!e.recording;
         renderBar();
@@ -781,6 +784,7 @@
     const camOff = S.muted.camera || !S.local.camera;
     label(cam, camOff ? 'camOff' : 'cam', camOff ? 'Start video' : 'Stop video');
     cam.classList.toggle('off', camOff);
+    cam.hidden = audioOnly; // an audio call has no camera to start
     label(scr, 'screen', S.local.screen ? 'Stop sharing' : 'Share screen');
     scr.classList.toggle('active', !!S.local.screen);
     rec.hidden = !(isModerator() && (meetingAllowsRecording() || S.recording));

@@ -427,17 +427,6 @@ function renderFiles() {
   $('#files-usage').textContent = list.length ? list.length + (list.length === 1 ? ' file · ' : ' files · ') + fmtBytes(bytes) : '';
 }
 
-// Files the server adds itself (recordings) come without an event: the
-// media layer asks for the list again.
-async function refreshFiles() {
-  if (!state.meeting || !state.credential) return;
-  try {
-    const res = await api('GET', 'meetings/' + encodeURIComponent(state.meeting.id) + '/files', undefined, { 'X-Parley-Participant': state.credential });
-    state.files = new Map(res.files.map(f => [f.id, f]));
-    renderFiles();
-  } catch (err) { /* the next event or refresh brings them */ }
-}
-
 async function upload() {
   const input = $('#file-input');
   const file = input.files[0];
@@ -529,6 +518,5 @@ document.addEventListener('DOMContentLoaded', () => {
     leave();
   });
   document.addEventListener('click', () => $$('.menu').forEach(m => m.remove()));
-  document.addEventListener('parley:refresh-files', refreshFiles);
   start();
 });

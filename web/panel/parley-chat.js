@@ -32,17 +32,22 @@ const STATUS_LABEL = { available: 'Available', chat: 'Available', away: 'Away', 
 const SHOW_RANK = { chat: 0, available: 1, away: 2, xa: 3, dnd: 4 };
 const OWN_STATUSES = [['available', 'Available'], ['away', 'Away'], ['dnd', 'Do Not Disturb'], ['offline', 'Offline']];
 
-// Actions (...) of a conversation. Sending a file (the upload service,
-// XEP-0363) and starting a meeting (Parley's meeting service) are built
-// in; calls come from later work, which registers them with
-// ParleyChat.defineAction; until then they show disabled, with a title
-// that says so.
+// Actions (...) of a conversation, all built in: sending a file (the
+// upload service, XEP-0363), starting a meeting, and audio and video
+// calls (both Parley's meeting service, whose rooms run on its SFU). A
+// host may replace any of them, or add its own, with
+// ParleyChat.defineAction.
 const actions = new Map([
   ['file', { label: 'Send a file', run: (ctx) => ctx.element._fileAction(ctx) }],
   ['meeting', { label: 'Start a meeting', run: (ctx) => ctx.element._meetingAction(ctx) }],
-  ['audio', { label: 'Audio call', later: 'Audio calls come in a later release', run: null }],
-  ['video', { label: 'Video call', later: 'Video calls come in a later release', run: null }],
+  ['audio', { label: 'Audio call', run: (ctx) => ctx.element._callAction(ctx, 'audio') }],
+  ['video', { label: 'Video call', run: (ctx) => ctx.element._callAction(ctx, 'video') }],
 ]);
+
+// XEP-0482 call invites: a call link posted in a chat carries one, so
+// that clients that know them offer to join (the body has the link for
+// the others).
+const NS_CALL = 'urn:xmpp:call-invites:0';
 
 const icon = {
   chat: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/></svg>',
@@ -83,6 +88,7 @@ document.addEventListener('securitypolicyviolation', (e) => {
 const ICON_FILE = ['M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z', 'M14 3v5h5'];
 const ICON_DOWNLOAD = ['M12 4v11', 'M7 10l5 5 5-5', 'M5 20h14'];
 const ICON_VIDEO = ['M4 7a2 2 0 0 1 2-2h8a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2z', 'M16 10l5-3v10l-5-3'];
+const ICON_PHONE = ['M5 4h4l2 5-2.5 1.5a11 11 0 0 0 5 5L15 13l5 2v4a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2z'];
 
 const template = `
 <button class="launcher" type="button" aria-haspopup="dialog" aria-expanded="false" aria-label="Chat">
@@ -249,6 +255,15 @@ function sessionOf(c) {
   };
 }
 
+// callInvite reads a message's XEP-0482 call invite: {video, uri} of its
+// first external way to join over http(s), or null.
+function callInvite(el) {
+  const inv = child(el, NS_CALL, 'invite');
+  if (!inv) return null;
+  const ext = children(inv, NS_CALL, 'external').map((e) => safeHref(e.getAttribute('uri') || '')).find(Boolean);
+  return ext ? { video: inv.getAttribute('video') === 'true' || inv.getAttribute('video') === '1', uri: ext } : null;
+}
+
 // Meeting details for the cards of meeting links, asked for once per link.
 const meetingInfos = new Map();
 function meetingInfo(api) {
@@ -309,6 +324,9 @@ export class ParleyChat extends HTMLElement {
     this.convs = new Map(); // bare JID -> conversation
     this.invites = new Map(); // bare JID -> {jid, name}
     this.active = ''; // bare JID of the open conversation
+    // How many past chat sessions History lists at a time (1 to 100);
+    // "Older chat sessions" lists the next ones.
+    this.sessionsPage = 20;
     this.me = { jid: '', name: '' };
     this.myStatus = ['available', 'away', 'dnd', 'offline'].includes(load('parley.status')) ? load('parley.status') : 'available';
     this.showOffline = load('parley.showOffline') !== '0';
@@ -529,6 +547,7 @@ export class ParleyChat extends HTMLElement {
     s.historyWindow.addEventListener('click', () => this._historyWindow());
     s.historyBody.addEventListener('click', (e) => {
       if (e.target.closest('button.retry')) { this._loadHistory(); return; }
+      if (e.target.closest('button.older-sessions')) { this._loadHistory(true); return; }
       if (e.target.closest('button.retry-session')) { this._openSession(this._histSession); return; }
       const b = e.target.closest('button[data-session]');
       if (b) this._openSession(this._sessions?.[Number(b.dataset.session)]);
@@ -901,6 +920,7 @@ export class ParleyChat extends HTMLElement {
       body: body.textContent, stamp: stamp || (delay ? new Date(delay) : new Date()),
       state: out ? 'sent' : '', markable: !!child(el, NS.markers, 'markable'), via,
       oob: childText(child(el, NS_OOB, 'x'), NS_OOB, 'url').trim(),
+      call: callInvite(el),
     };
     if (!this._add(conv, m)) return null;
     if (live && !out) {
@@ -999,8 +1019,9 @@ export class ParleyChat extends HTMLElement {
 
   // sendMessage sends text to address and shows it in the conversation.
   // With oob (a URL), the message also carries it as out-of-band data
-  // (XEP-0066), as file shares do.
-  sendMessage(address, text, { oob = '' } = {}) {
+  // (XEP-0066), as file shares do; with call ({video, uri}), a XEP-0482
+  // call invite to join at uri.
+  sendMessage(address, text, { oob = '', call = null } = {}) {
     const jid = bare(address);
     const conv = this._conv(jid);
     const id = randomID();
@@ -1010,11 +1031,12 @@ export class ParleyChat extends HTMLElement {
     this.client.send(x('message', { xmlns: NS.client, to: jid, type: 'chat', id },
       x('body', {}, text),
       oob ? x('x', { xmlns: NS_OOB }, x('url', {}, oob)) : null,
+      call ? x('invite', { xmlns: NS_CALL, audio: 'true', video: call.video ? 'true' : 'false' }, x('external', { uri: call.uri })) : null,
       x('origin-id', { xmlns: NS.sid, id }),
       alias ? null : x('markable', { xmlns: NS.markers }),
       alias ? null : x('active', { xmlns: NS.chatstates })));
     this._add(conv, { archiveID: '', clientID: id, out: true, sender: this.me.jid, body: text, stamp: new Date(),
-      state: this.client.state === 'online' ? 'sent' : 'queued', markable: true, oob });
+      state: this.client.state === 'online' ? 'sent' : 'queued', markable: true, oob, call });
     this._render();
     this._scrollToEnd();
   }
@@ -1064,7 +1086,7 @@ export class ParleyChat extends HTMLElement {
     let node = null;
     if (files.length || cardLink || meeting) {
       node = h('div', { class: 'extras' }, files.map((f) => (f.image ? this._imageNode(f) : this._fileNode(f))));
-      if (meeting) node.append(this._meetingNode(meeting));
+      if (meeting) node.append(this._meetingNode(meeting, m.call));
       if (cardLink) {
         const slot = h('div', { class: 'card-slot' });
         node.append(slot);
@@ -1393,6 +1415,7 @@ export class ParleyChat extends HTMLElement {
     // A past session is read only: the message box goes while it shows.
     s.thread.classList.toggle('reading', show);
     this._sessions = null;
+    this._sessionsNext = '';
     this._histSession = null;
     this._sessionSeq = (this._sessionSeq || 0) + 1;
     if (show) {
@@ -1429,27 +1452,50 @@ export class ParleyChat extends HTMLElement {
     }
   }
 
-  async _loadHistory() {
+  // _loadHistory loads the first page of past sessions (api/conversations,
+  // newest first), or with more the next, older page after those shown.
+  async _loadHistory(more = false) {
     const s = this.$;
     const jid = this.active;
     const seq = (this._historySeq = (this._historySeq || 0) + 1);
+    const cursor = more ? this._sessionsNext : '';
+    if (more && !cursor) return;
+    const olderButton = s.historyBody.querySelector('button.older-sessions');
+    if (more && olderButton) { olderButton.disabled = true; olderButton.textContent = 'Loading…'; }
     let list;
+    let next = '';
     try {
       const u = new URL('conversations', this.apiBase);
       u.searchParams.set('with', jid);
+      if (cursor) u.searchParams.set('before', cursor);
+      const size = Math.trunc(Number(this.sessionsPage));
+      if (size >= 1 && size <= 100) u.searchParams.set('limit', String(size));
       const r = await fetch(u, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
       const data = await r.json().catch(() => ({}));
       if (!r.ok) throw new Error(typeof data.error === 'string' ? data.error : r.statusText || String(r.status));
       list = Array.isArray(data.conversations) ? data.conversations : [];
+      next = typeof data.next === 'string' ? data.next : '';
     } catch (e) {
       if (seq !== this._historySeq || s.historyPanel.hidden || this._histSession) return;
+      if (more) {
+        if (olderButton) { olderButton.disabled = false; olderButton.textContent = 'Older chat sessions'; }
+        this._notice(`Older chat sessions could not be loaded: ${e.message.replace(/\.$/, '')}.`);
+        return;
+      }
       s.historyBody.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The chat history could not be loaded: ${e.message.replace(/\.$/, '')}. `,
         h('button', { type: 'button', class: 'link retry', text: 'Try again' })));
       return;
     }
     if (seq !== this._historySeq || s.historyPanel.hidden || jid !== this.active) return;
-    this._sessions = list.map(sessionOf).filter(Boolean);
-    if (!this._histSession) this._renderSessions();
+    const page = list.map(sessionOf).filter(Boolean);
+    const first = more ? (this._sessions || []).length : 0;
+    this._sessions = more ? [...(this._sessions || []), ...page] : page;
+    this._sessionsNext = next;
+    if (!this._histSession) {
+      this._renderSessions();
+      // Keyboard users go on from the first session of the new page.
+      if (more) s.historyBody.querySelector(`button[data-session="${first}"]`)?.focus();
+    }
   }
 
   _renderSessions() {
@@ -1469,9 +1515,11 @@ export class ParleyChat extends HTMLElement {
           c.preview ? h('span', { class: 'session-preview', text: c.preview }) : null),
         h('button', { type: 'button', class: 'small', 'data-session': String(i), text: 'Open', 'aria-label': `Open the chat of ${when}, ${count}` }));
     });
+    const more = !!this._sessionsNext;
     s.historyBody.replaceChildren(
-      h('p', { class: 'muted files-count', text: `${list.length} chat session${list.length === 1 ? '' : 's'}, newest first` }),
-      h('ul', { class: 'session-list', 'aria-label': `Chat sessions with ${name}` }, items));
+      h('p', { class: 'muted files-count', text: `${list.length}${more ? ' most recent' : ''} chat session${list.length === 1 ? '' : 's'}, newest first` }),
+      h('ul', { class: 'session-list', 'aria-label': `Chat sessions with ${name}` }, items),
+      more ? h('button', { type: 'button', class: 'small older-sessions', text: 'Older chat sessions' }) : null);
   }
 
   // _openSession shows one session's messages, read only, from the
@@ -1579,31 +1627,36 @@ export class ParleyChat extends HTMLElement {
   // meetingsBase is Parley's meeting service, beside the endpoint.
   get meetingsBase() { return new URL('meetings/', this.endpoint.replace(/^ws/, 'http')).href; }
 
-  // _meetingLink returns {href, api} when href is a meeting's join link
-  // (<meetings>/j/<token> beside the endpoint, or where a meeting this
-  // panel started said), or null.
+  // _meetingLink returns {href, api, audio} when href is a meeting's join
+  // link (<meetings>/j/<token> beside the endpoint, or where a meeting
+  // this panel started said; an audio call's ends in ?media=audio), or
+  // null.
   _meetingLink(href) {
     const prefixes = new Set([this.meetingsBase + 'j/', ...(this._meetPrefixes || [])]);
     for (const p of prefixes) {
       if (!href.startsWith(p)) continue;
-      const token = href.slice(p.length);
-      if (/^[A-Za-z0-9_-]{8,128}$/.test(token)) return { href, api: p.slice(0, -2) + 'api/join/' + token };
+      const t = /^([A-Za-z0-9_-]{8,128})(\?media=audio)?$/.exec(href.slice(p.length));
+      if (t) return { href, api: p.slice(0, -2) + 'api/join/' + t[1], audio: !!t[2] };
     }
     return null;
   }
 
-  // _meetingNode: a meeting link's card; a click opens the join page in
-  // a new window. The title comes from the join page's own API.
-  _meetingNode(m) {
-    const title = h('strong', { class: 'card-title', text: 'Online meeting' });
-    const node = h('a', { class: 'card meeting-card', href: m.href, target: '_blank', rel: 'noopener noreferrer', 'aria-label': 'Join the online meeting in a new window' },
-      h('span', { class: 'meet-icon' }, svgIcon(ICON_VIDEO)),
-      h('span', { class: 'card-text' }, h('span', { class: 'card-site', text: 'Online meeting' }), title,
+  // _meetingNode: a meeting link's card; a click opens the room's join
+  // page in a new window. The title comes from the join page's own API.
+  // A call (the message's call invite, or an audio call's link) says so.
+  _meetingNode(m, invite) {
+    const kind = invite && invite.uri === m.href ? (invite.video ? 'Video call' : 'Audio call') : (m.audio ? 'Audio call' : 'Online meeting');
+    const what = kind === 'Online meeting' ? 'online meeting' : kind.toLowerCase();
+    const title = h('strong', { class: 'card-title', text: kind });
+    const node = h('a', { class: 'card meeting-card' + (kind === 'Online meeting' ? '' : ' call-card'), href: m.href, target: '_blank', rel: 'noopener noreferrer',
+      'data-call': kind === 'Audio call' ? 'audio' : kind === 'Video call' ? 'video' : null, 'aria-label': `Join the ${what} in a new window` },
+      h('span', { class: 'meet-icon' }, svgIcon(kind === 'Audio call' ? ICON_PHONE : ICON_VIDEO)),
+      h('span', { class: 'card-text' }, h('span', { class: 'card-site', text: kind }), title,
         h('span', { class: 'meet-join', text: 'Join' })));
     this._whenVisible(node, () => meetingInfo(m.api).then((info) => {
       if (!info || typeof info.title !== 'string' || !info.title) return;
       title.textContent = info.title;
-      node.setAttribute('aria-label', `Join the online meeting “${info.title}” in a new window`);
+      node.setAttribute('aria-label', `Join the ${what} “${info.title}” in a new window`);
     }));
     return node;
   }
@@ -1618,7 +1671,7 @@ export class ParleyChat extends HTMLElement {
     s.meetError.textContent = '';
     s.meetSubmit.disabled = false;
     s.meetSubmit.textContent = 'Start meeting';
-    s.meetRoom.placeholder = `Meeting with ${jid}`;
+    s.meetRoom.placeholder = `Meeting with ${this._name(jid)}`;
     s.meetAbout.textContent = `A link to the meeting is posted in your chat with ${this._name(jid)}. Anyone with the link can join, now or later.`;
     s.meetDialog.showModal();
     s.meetRoom.focus();
@@ -1649,14 +1702,67 @@ export class ParleyChat extends HTMLElement {
   }
 
   // startMeeting starts an online meeting with address (Parley's meeting
-  // service, as the webmail user), named room or "Meeting with <address>",
+  // service, as the webmail user), named room or "Meeting with <name>",
   // and posts its link in the conversation as a plain text message. It
   // resolves with the link, or rejects with an Error that says why.
   async startMeeting(address, room = '') {
     const jid = bare(String(address || ''));
     if (!/^[^@\s]+@[^@\s]+$/.test(jid)) throw new TypeError('startMeeting: not an address: ' + address);
+    const data = await this._startFromChat(jid, { room: String(room || '').trim() }, 'meeting');
+    const text = typeof data.message === 'string' && data.message.includes(data.link) ? data.message : `Join my online meeting: ${data.link}`;
+    this.sendMessage(jid, text);
+    return data.link;
+  }
+
+  // The built-in "Audio call" and "Video call" actions: startCall, with
+  // what goes wrong in the panel's notice bar.
+  _callAction({ with: jid }, media) {
+    if (!jid) return;
+    this._notice('');
+    this.startCall(jid, media).catch((e) => this._notice(e.message));
+  }
+
+  // startCall starts an audio or video call with address: a small room of
+  // Parley's meeting service (the webmail user's, on the SFU; anyone with
+  // the link may join), whose link is posted in the conversation (a plain
+  // body, and a XEP-0482 call invite) and opened in a new window for the
+  // caller; an audio call joins without camera. media is 'audio' or
+  // 'video'. It resolves with the link, or rejects with an Error that
+  // says why. Called from a click, it opens the window at once (so no
+  // popup blocker refuses it) and closes it again on failure.
+  async startCall(address, media = 'video') {
+    const jid = bare(String(address || ''));
+    if (!/^[^@\s]+@[^@\s]+$/.test(jid)) throw new TypeError('startCall: not an address: ' + address);
+    if (media !== 'audio' && media !== 'video') throw new TypeError('startCall: media must be "audio" or "video", not ' + media);
+    let win = null;
+    if (this.myStatus !== 'offline' && this.client?.state === 'online') {
+      try {
+        win = window.open('', '_blank');
+        if (win) { win.opener = null; win.document.title = 'Starting the call…'; }
+      } catch { win = null; }
+    }
+    let data;
+    try {
+      data = await this._startFromChat(jid, { call: media }, 'call');
+    } catch (e) {
+      try { win?.close(); } catch { /* gone */ }
+      throw e;
+    }
+    const what = media === 'audio' ? 'audio call' : 'video call';
+    const text = typeof data.message === 'string' && data.message.includes(data.link) ? data.message : `Join my ${what}: ${data.link}`;
+    this.sendMessage(jid, text, { call: { video: media === 'video', uri: data.link } });
+    if (win && !win.closed) win.location.href = data.link;
+    else window.open(data.link, '_blank', 'noopener');
+    return data.link;
+  }
+
+  // _startFromChat asks the meeting service for a meeting or call with
+  // jid (POST <meetings>/api/start) and returns its answer ({link,
+  // message, ...}), or throws an Error that says why, in the user's words.
+  async _startFromChat(jid, body, what) {
+    const failed = `The ${what} could not be started`;
     if (this.myStatus === 'offline' || this.client?.state !== 'online') {
-      throw new Error('You are offline in chat, so the meeting link could not be posted. Choose Available in your status menu, then try again.');
+      throw new Error(`You are offline in chat, so the ${what} link could not be posted. Choose Available in your status menu, then try again.`);
     }
     let r;
     let data;
@@ -1664,25 +1770,23 @@ export class ParleyChat extends HTMLElement {
       r = await fetch(new URL('api/start', this.meetingsBase), {
         method: 'POST', credentials: 'same-origin',
         headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify({ contact: jid, room: String(room || '').trim() }),
+        body: JSON.stringify({ contact: jid, ...body }),
       });
       data = await r.json().catch(() => null);
     } catch {
-      throw new Error('The meeting could not be started: the server did not answer. Check your connection and try again.');
+      throw new Error(`${failed}: the server did not answer. Check your connection and try again.`);
     }
     if (!r.ok) {
       let why = (typeof data?.error?.message === 'string' && data.error.message) || (typeof data?.error === 'string' && data.error) || '';
       if (r.status === 401) why = 'your webmail session has ended. Log in to webmail again, then try again';
       else if (r.status === 404 && !why) why = 'this server has no meeting service';
-      throw new Error(`The meeting could not be started: ${(why || r.statusText || 'error ' + r.status).replace(/\.$/, '')}.`);
+      throw new Error(`${failed}: ${(why || r.statusText || 'error ' + r.status).replace(/\.$/, '')}.`);
     }
     const link = typeof data?.link === 'string' ? safeHref(data.link) : '';
-    if (!link) throw new Error('The meeting could not be started: the server sent no link.');
+    if (!link) throw new Error(`${failed}: the server sent no link.`);
     const at = link.lastIndexOf('/j/');
     if (at > 0) (this._meetPrefixes ||= new Set()).add(link.slice(0, at + 3));
-    const text = typeof data.message === 'string' && data.message.includes(data.link) ? data.message : `Join my online meeting: ${link}`;
-    this.sendMessage(jid, text);
-    return link;
+    return { ...data, link };
   }
 
   // ---- history ----
