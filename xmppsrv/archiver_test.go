@@ -31,9 +31,8 @@ func TestArchiverHoldsFastSender(t *testing.T) {
 	defer store.Close()
 	cache := account.NewCache(dir, time.Hour)
 	srv, err := New(Config{Domains: []string{domain}, AllowUnencrypted: true, Directory: cache, Auth: acceptAll{}, Store: store,
-		QueueLength: 64,
-		Roster:      roster.New(roster.Config{Store: store, Directory: cache, DomainRoster: true}),
-		Chat:        chat.New(chat.Config{Directory: cache, Store: store, Archive: store, Local: func(d string) bool { return d == domain }})})
+		Roster: roster.New(roster.Config{Store: store, Directory: cache, DomainRoster: true}),
+		Chat:   chat.New(chat.Config{Directory: cache, Store: store, Archive: store, Local: func(d string) bool { return d == domain }})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +46,7 @@ func TestArchiverHoldsFastSender(t *testing.T) {
 	wg.Add(2)
 	go drainCount(r.conn, []byte("<body>"), &got, &wg)
 	go drainCount(a.conn, []byte("<body>"), new(atomic.Int64), &wg)
-	const n = 5000
+	const n = 20000 // QueueLength is 2048, an archiver batch up to 4096
 	msg := []byte(`<message type='chat' to='user2@example.test'><body>hello</body></message>`)
 	go func() {
 		for range n {
