@@ -144,7 +144,7 @@ func (a *archiver) deliver() {
 			if j.complete != nil {
 				j.complete(j.err)
 			}
-			if n := j.sess.archiving.Add(-1); n == 0 || n == a.limit-1 {
+			if n := j.sess.archiving.Add(-1); n == 0 || n == a.limit/2 {
 				select {
 				case j.sess.archived <- struct{}{}:
 				default:
@@ -190,6 +190,8 @@ func (srv *Server) afterArchive(s *Session, msgs []storage.ArchivedMessage, comp
 		complete(nil)
 		return
 	}
+	// Held at the limit, the session goes on when half of it is done,
+	// not at each message done.
 	for s.archiving.Load() >= srv.archiver.limit {
 		select {
 		case <-s.archived:
