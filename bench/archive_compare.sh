@@ -32,6 +32,7 @@ run() { # name mode args...
     -xmpp-addr 127.0.0.1:$PORT -xmpps-addr 127.0.0.1:36223 -http-addr 127.0.0.1:36280 > "$BASE/server-$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do grep -q "SCRAM credentials ready" "$BASE/server-$name.log" 2>/dev/null && break; sleep 0.2; done
+  for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
   {
     echo "== $(date -u +%H:%M:%S) $name $mode: $XB msg $* --addr 127.0.0.1:$PORT --pid $pid --label $name"
     echo "load: $(cat /proc/loadavg); others: $(pgrep -fa 'xmppbench|go test|\.test ' | grep -v "$XB" | cut -c1-100 | tr '\n' ';')"
@@ -44,4 +45,5 @@ for r in $(seq "$ROUNDS"); do
   for n in "${names[@]}"; do run "$n" max -p 50 --duration 20s; done
   for n in "${names[@]}"; do run "$n" rate5000 -p 50 --duration 20s --rate 5000; done
 done
+python3 "$(dirname "$0")/archive_summary.py" "$OUT" > "$OUT/table.md"
 echo "results: $OUT"
