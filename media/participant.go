@@ -901,16 +901,16 @@ func (p *participant) budget(now time.Time) int {
 	return floor
 }
 
-// lossSeen reads pion's GCC statistics: loss now, or a loss-based target
-// still held below the delay-based one by earlier loss.
+// lossSeen reads pion's GCC statistics: more than 10% of packets lost,
+// which is where GCC's loss-based controller itself starts to cut (it
+// holds between 2% and 10%: loss that low is noise, not a full link).
 func lossSeen(st map[string]any) bool {
-	if l, ok := st["averageLoss"].(float64); ok && l > 0.02 {
-		return true
-	}
-	lt, ok1 := st["lossTargetBitrate"].(int)
-	dt, ok2 := st["delayTargetBitrate"].(int)
-	return ok1 && ok2 && lt > 0 && lt < dt*9/10
+	l, ok := st["averageLoss"].(float64)
+	return ok && l > lossCongested
 }
+
+// lossCongested is the loss ratio that lifts the lossless floor.
+const lossCongested = 0.10
 
 // Nominal simulcast layer rates until a layer has been measured.
 var nominalRates = [maxLayers]int{150_000, 500_000, 1_500_000}
