@@ -61,6 +61,7 @@ type participant struct {
 	prefs          map[string]layerPref
 	awaitingAnswer bool
 	pendingOffer   bool
+	pendingRestart bool // the next offer restarts ICE
 	subReady       bool // first offer sent: candidates may follow
 	subCands       []webrtc.ICECandidateInit
 
@@ -312,6 +313,8 @@ func (p *participant) handle(m clientMsg) (done bool) {
 		if err := p.room.setRecording(m.On, p.id); err != nil {
 			p.sendError(m.Type, codeOf(err), err.Error())
 		}
+	case msgICERestart:
+		p.restartSub()
 	case msgLeave:
 		p.reason.CompareAndSwap(nil, ptr("leave"))
 		return true
@@ -628,7 +631,12 @@ func (p *participant) negotiate() {
 		p.pendingOffer = true
 		return
 	}
-	offer, err := p.sub.CreateOffer(nil)
+	var opts *webrtc.OfferOptions
+	if p.pendingRestart {
+		opts = &webrtc.OfferOptions{ICERestart: true}
+		p.pendingRestart = false
+	}
+	offer, err := p.sub.CreateOffer(opts)
 	if err != nil {
 		p.sfu.cfg.Logger.Warn("media: create offer", "participant", p.id, "err", err)
 		return
@@ -664,6 +672,16 @@ func (p *participant) negotiate() {
 		}
 		p.subCands = nil
 	}
+}
+
+// restartSub makes the next subscriber offer, at once or after the answer
+// awaited, one with new ICE credentials: the client asks for it when its
+// network changed (SIGNALLING.md, iceRestart).
+func (p *participant) restartSub() {
+	p.subMu.Lock()
+	p.pendingRestart = true
+	p.subMu.Unlock()
+	p.negotiate()
 }
 
 func (p *participant) onSubAnswer(sdp string) error {
