@@ -23,6 +23,12 @@
 // (Config.DisableDomainRoster turns this off). Users who are not
 // chat-enabled do not appear and cannot be messaged.
 //
+// Contacts on other domains and other XMPP servers (federation) are off
+// until Config.Federation.Enabled is set; then ServeS2S (port 5269) and
+// ServeS2STLS take other servers' connections, and users add and chat
+// with remote contacts as with local ones (package s2s). The domains of
+// one Server always talk to each other directly.
+//
 // Everything the users would miss (roster changes, offline messages, the
 // vCard) is stored before it is acknowledged. Limits (stanza size, login
 // failures, sessions per user, offline queue) have safe defaults and are

@@ -96,12 +96,19 @@ var ErrFederationOff = errors.New("parley: federation is not enabled (Config.Fed
 
 // ServeS2S accepts connections from other XMPP servers on ln (port 5269
 // by convention); they upgrade with STARTTLS. It blocks until Shutdown
-// (then it returns s2s.ErrServerClosed) or a listener error.
+// (then it returns ErrServerClosed) or a listener error.
 func (s *Server) ServeS2S(ln net.Listener) error {
 	if s.s2s == nil {
 		return ErrFederationOff
 	}
-	return s.s2s.Serve(ln)
+	return closedErr(s.s2s.Serve(ln))
+}
+
+func closedErr(err error) error {
+	if errors.Is(err, s2s.ErrServerClosed) {
+		return ErrServerClosed
+	}
+	return err
 }
 
 // ServeS2STLS accepts direct-TLS connections from other XMPP servers
@@ -111,7 +118,7 @@ func (s *Server) ServeS2STLS(ln net.Listener) error {
 	if s.s2s == nil {
 		return ErrFederationOff
 	}
-	return s.s2s.ServeTLS(ln)
+	return closedErr(s.s2s.ServeTLS(ln))
 }
 
 func (s *Server) shutdownFederation(ctx context.Context) error {

@@ -260,3 +260,27 @@ func nextXML(t *testing.T, d *xml.Decoder) string {
 		}
 	}
 }
+
+// TestFederationDirectTLS: the same conversation over direct-TLS server
+// streams (XEP-0368, -s2ss-addr) in both directions.
+func TestFederationDirectTLS(t *testing.T) {
+	ta := freeAddrsOn(t, "127.0.0.2", 2)
+	tb := freeAddrsOn(t, "127.0.0.3", 2)
+	a := startFedHost(t, "a.test", "127.0.0.2", ta[0], map[string]string{"b.test": "tls://" + tb[1]}, "-s2ss-addr", ta[1])
+	b := startFedHost(t, "b.test", "127.0.0.3", tb[0], map[string]string{"a.test": "tls://" + ta[1]}, "-s2ss-addr", tb[1])
+	fedSlix(t, a.env(), b.env(), "contacts", "alice", "bob")
+}
+
+// TestFederationDenyList: a.test refuses b.test; a message either way
+// comes back to its sender with remote-server-not-found.
+func TestFederationDenyList(t *testing.T) {
+	sa := freeAddrsOn(t, "127.0.0.2", 1)[0]
+	sb := freeAddrsOn(t, "127.0.0.3", 1)[0]
+	a := startFedHost(t, "a.test", "127.0.0.2", sa, map[string]string{"b.test": sb}, "-s2s-deny", "b.test")
+	b := startFedHost(t, "b.test", "127.0.0.3", sb, map[string]string{"a.test": sa})
+	fedSlix(t, a.env(), a.env(), "down", "alice", "bob@b.test")
+	fedSlix(t, b.env(), b.env(), "down", "bob", "alice@a.test")
+	if !strings.Contains(a.log.String(), "not allowed") {
+		t.Error("a.test did not log the refused inbound stream")
+	}
+}

@@ -47,11 +47,21 @@ func (in *inStream) setAuthed(remote, local string) {
 	in.mu.Lock()
 	in.authed[remote+" "+local] = true
 	in.mu.Unlock()
+	in.authenticated()
+}
+
+// authenticated swaps the authentication deadline for the idle timeout.
+func (in *inStream) authenticated() {
+	idle := in.s.cfg.IdleTimeout
+	in.x.idle.Store(int64(idle))
+	in.x.until.Store(0)
+	in.x.c.SetReadDeadline(time.Now().Add(idle))
 }
 
 func (s *Server) serveConn(c net.Conn, direct bool) {
 	in := &inStream{s: s, authed: map[string]bool{}, pending: map[string]bool{}}
 	in.x = newXConn(s, c)
+	in.x.until.Store(time.Now().Add(s.cfg.AuthTimeout).UnixNano())
 	defer func() { in.x.c.Close() }()
 	if direct {
 		tc := tls.Server(c, s.serverTLS(true))
@@ -100,7 +110,6 @@ func (s *Server) serverTLS(direct bool) *tls.Config {
 func (in *inStream) stream() error {
 	s := in.s
 	x := in.x
-	x.readTimeout = s.cfg.AuthTimeout
 	hdr, err := x.header()
 	if err != nil {
 		var se *streamError
@@ -127,9 +136,6 @@ func (in *inStream) stream() error {
 	}
 	x.write(in.features())
 	for {
-		if in.anyAuthed() {
-			x.readTimeout = s.cfg.IdleTimeout
-		}
 		el, err := x.next()
 		if err != nil {
 			return err
@@ -313,6 +319,9 @@ func (in *inStream) dialback(el *xmppsrv.Element) error {
 			in.authed[pair] = true
 		}
 		in.mu.Unlock()
+		if ok {
+			in.authenticated()
+		}
 		switch {
 		case err != nil:
 			s.log.Info("s2s: dialback verification failed", "from", from, "to", to, "err", err)

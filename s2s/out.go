@@ -297,6 +297,7 @@ func (s *Server) dial(ctx context.Context, from, to string) (*xconn, map[string]
 	for _, t := range targets {
 		x, hdr, feats, verified, err := s.dialOne(ctx, from, to, t)
 		if err == nil {
+			s.log.Debug("s2s: connected", "to", to, "addr", t.addr, "direct", t.direct, "verified", verified)
 			return x, hdr, feats, verified, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", t.addr, err))

@@ -70,7 +70,8 @@ type Config struct {
 	Override map[string]string
 	// Resolver looks up SRV and host records; nil means net.DefaultResolver.
 	Resolver *net.Resolver
-	// Dial opens outbound TCP connections; nil means a net.Dialer.
+	// Dial opens outbound TCP connections; nil means a net.Dialer using
+	// Resolver.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// MaxStanzaSize is the largest stanza accepted, in bytes (default
@@ -157,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Resolver = net.DefaultResolver
 	}
 	if cfg.Dial == nil {
-		d := &net.Dialer{}
+		d := &net.Dialer{Resolver: cfg.Resolver}
 		cfg.Dial = d.DialContext
 	}
 	s := &Server{

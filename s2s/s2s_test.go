@@ -84,7 +84,7 @@ func newCA(t *testing.T) *testCA {
 
 // issue returns a certificate for domain, signed by the CA, or self-signed
 // when ca is nil.
-func issue(t *testing.T, ca *testCA, domain string) tls.Certificate {
+func issue(t testing.TB, ca *testCA, domain string) tls.Certificate {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: domain},
 		DNSNames: []string{domain}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -139,7 +139,7 @@ type peer struct {
 
 // newPeer starts a federation for domain with a STARTTLS and a direct-TLS
 // listener on loopback.
-func newPeer(t *testing.T, domain string, ca *testCA, mutate func(*Config)) *peer {
+func newPeer(t testing.TB, domain string, ca *testCA, mutate func(*Config)) *peer {
 	t.Helper()
 	p := &peer{local: newLocal(domain), log: &logRecorder{}}
 	cfg := Config{
@@ -184,7 +184,7 @@ func newPeer(t *testing.T, domain string, ca *testCA, mutate func(*Config)) *pee
 
 // pair returns two federated peers, a.test and b.test, that find each
 // other through Override.
-func pair(t *testing.T, ca *testCA, direct bool, mutate func(*Config)) (a, b *peer) {
+func pair(t testing.TB, ca *testCA, direct bool, mutate func(*Config)) (a, b *peer) {
 	a = newPeer(t, "a.test", ca, mutate)
 	b = newPeer(t, "b.test", ca, mutate)
 	if direct {
@@ -530,5 +530,101 @@ func TestIdleStreamCloses(t *testing.T) {
 	a.srv.Send(message("alice@a.test/x", "bob@b.test", "2"))
 	if got := b.local.expect(t, "message after reopening"); got.ChildText(nsClient, "body") != "2" {
 		t.Fatalf("got %s", got.Bytes(""))
+	}
+}
+
+// TestPiggybackedDomainVerifiedOnItsOwn: a server for two domains proves
+// the first, then piggybacks the second on the same stream; each is
+// verified with the authoritative server, and stanzas from a domain the
+// stream did not prove are refused.
+func TestPiggybackedDomainVerifiedOnItsOwn(t *testing.T) {
+	a, b := pair(t, nil, false, nil)
+	a.local.domains["a2.test"] = true
+	b.srv.cfg.Override["a2.test"] = a.addr
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	id := r.hdr["id"]
+	fmt.Fprintf(r.c, `<db:result from="a.test" to="b.test">%s</db:result>`, DialbackKey(a.srv.secret, "b.test", "a.test", id))
+	if res := r.next(); res.Get("type") != "valid" || res.Get("to") != "a.test" {
+		t.Fatalf("first domain: %s", res.Bytes(nsServer))
+	}
+	// A wrong key for the second domain is refused without harming the first.
+	fmt.Fprintf(r.c, `<db:result from="a2.test" to="b.test">%s</db:result>`, DialbackKey([]byte("wrong"), "b.test", "a2.test", id))
+	if res := r.next(); res.Get("type") != "invalid" || res.Get("to") != "a2.test" {
+		t.Fatalf("forged piggyback: %s", res.Bytes(nsServer))
+	}
+	fmt.Fprint(r.c, `<message from="alice@a.test" to="bob@b.test"><body>first</body></message>`)
+	if got := b.local.expect(t, "message from the proved domain"); got.ChildText(nsClient, "body") != "first" {
+		t.Fatalf("got %s", got.Bytes(""))
+	}
+	fmt.Fprintf(r.c, `<db:result from="a2.test" to="b.test">%s</db:result>`, DialbackKey(a.srv.secret, "b.test", "a2.test", id))
+	if res := r.next(); res.Get("type") != "valid" || res.Get("to") != "a2.test" {
+		t.Fatalf("piggybacked domain: %s", res.Bytes(nsServer))
+	}
+	fmt.Fprint(r.c, `<message from="zoe@a2.test" to="bob@b.test"><body>second</body></message>`)
+	if got := b.local.expect(t, "message from the piggybacked domain"); got.Get("from") != "zoe@a2.test" {
+		t.Fatalf("got %s", got.Bytes(""))
+	}
+	// The stream proved a.test and a2.test for b.test only.
+	fmt.Fprint(r.c, `<message from="alice@a.test" to="bob@b2.test"><body>x</body></message>`)
+	if se := r.next(); describe(se) != "host-unknown" {
+		t.Fatalf("stanza to a domain not served: %s", se.Bytes(""))
+	}
+}
+
+func TestInboundIdleStreamCloses(t *testing.T) {
+	a, b := pair(t, nil, false, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	fmt.Fprintf(r.c, `<db:result from="a.test" to="b.test">%s</db:result>`, DialbackKey(a.srv.secret, "b.test", "a.test", r.hdr["id"]))
+	if res := r.next(); res.Get("type") != "valid" {
+		t.Fatalf("dialback: %s", res.Bytes(nsServer))
+	}
+	start := time.Now()
+	if se := r.next(); describe(se) != "connection-timeout" {
+		t.Fatalf("idle stream answered with %s", se.Bytes(""))
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("closed after %s, before the idle timeout", d)
+	}
+}
+
+func TestQueueBoundedWhileConnecting(t *testing.T) {
+	a := newPeer(t, "a.test", nil, func(c *Config) { c.QueueLength = 2; c.ConnectTimeout = 500 * time.Millisecond })
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	a.srv.cfg.Override["slow.test"] = ln.Addr().String()
+	for i := range 3 {
+		a.srv.Send(message("alice@a.test/x", "bob@slow.test", fmt.Sprint(i)))
+	}
+	first := a.local.expect(t, "the overflow bounce")
+	if errorCondition(first) != "resource-constraint" || first.ChildText(nsClient, "body") != "2" {
+		t.Fatalf("overflow: %s", first.Bytes(nsClient))
+	}
+	for i := range 2 {
+		got := a.local.expect(t, "timeout bounce")
+		if errorCondition(got) != "remote-server-timeout" || got.ChildText(nsClient, "body") != fmt.Sprint(i) {
+			t.Fatalf("bounce %d: %s", i, got.Bytes(nsClient))
+		}
+	}
+}
+
+func TestInboundAuthTimeout(t *testing.T) {
+	_, b := pair(t, nil, false, func(c *Config) { c.AuthTimeout = 700 * time.Millisecond })
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	// Whitespace keepalives do not extend the time to authenticate.
+	for range 4 {
+		time.Sleep(100 * time.Millisecond)
+		fmt.Fprint(r.c, " ")
+	}
+	if se := r.next(); describe(se) != "connection-timeout" {
+		t.Fatalf("unauthenticated stream answered with %s", se.Bytes(""))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleyhq/parley/xmppsrv"
@@ -81,8 +82,11 @@ type xconn struct {
 	d   *xml.Decoder
 	wmu sync.Mutex
 	tls bool
-	// readTimeout applies to each read; zero means none.
-	readTimeout time.Duration
+	// until, when set (Unix nanoseconds), is when reading must have
+	// finished (the authentication deadline); otherwise idle, when set,
+	// bounds the silence before each read returns.
+	until atomic.Int64
+	idle  atomic.Int64
 }
 
 type limitReader struct {
@@ -98,8 +102,10 @@ func (r *limitReader) Read(p []byte) (int, error) {
 	if len(p) > r.max-r.n {
 		p = p[:r.max-r.n]
 	}
-	if t := r.x.readTimeout; t > 0 {
-		r.x.c.SetReadDeadline(time.Now().Add(t))
+	if u := r.x.until.Load(); u != 0 {
+		r.x.c.SetReadDeadline(time.Unix(0, u))
+	} else if t := r.x.idle.Load(); t > 0 {
+		r.x.c.SetReadDeadline(time.Now().Add(time.Duration(t)))
 	}
 	n, err := r.x.br.Read(p)
 	r.n += n

@@ -26,15 +26,17 @@ fi
 section "Debian packages"
 # python3-slixmpp and go-sendxmpp are the third-party clients of the e2e
 # suite; gcc and libc6-dev are what -race (cgo) needs; ffmpeg's ffprobe
-# reads the meeting recordings of the browser suite.
+# reads the meeting recordings of the browser suite; prosody is the other
+# server of the federation tests, which run their own unprivileged copy
+# from a temporary directory on loopback ports.
 need=()
-for pkg in python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg; do
+for pkg in python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg prosody; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
 		need+=("$pkg")
 	fi
 done
 if [ ${#need[@]} -eq 0 ]; then
-	echo "all present: python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg"
+	echo "all present: python3-slixmpp go-sendxmpp gcc libc6-dev ffmpeg prosody"
 else
 	echo "missing: ${need[*]}"
 	sudo=()
@@ -94,9 +96,9 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 || [ ! 
 		browser_ok=0
 	fi
 fi
-if [ "$browser_ok" = 1 ] && [ ! -f e2e/browser/node_modules/playwright-core/package.json ]; then
+if [ "$browser_ok" = 1 ] && { [ ! -f e2e/browser/node_modules/playwright-core/package.json ] || [ ! -f e2e/browser/node_modules/strophe.js/package.json ]; }; then
 	if ! (cd e2e/browser && { npm ci --no-audit --no-fund </dev/null || npm install --no-audit --no-fund </dev/null; }); then
-		echo "test.sh: npm could not install playwright-core in e2e/browser" >&2
+		echo "test.sh: npm could not install playwright-core and strophe.js in e2e/browser" >&2
 		browser_ok=0
 	fi
 fi

@@ -58,7 +58,10 @@ type ArchiveQuery struct {
 
 // Archive keeps message history. Stores should make AppendMessages cheap
 // under concurrency: many sessions append at once, and an append must be
-// durable before it returns (group several appends into one fsync).
+// durable before it returns (group several appends into one fsync). A
+// store may index appends after they are durable (boltstore does, from a
+// write-ahead log), but every read must see every append that returned
+// before the read was called.
 type Archive interface {
 	// AppendMessages stores messages (of any owners) atomically: all or
 	// none. An ID that already exists for its owner is an error.

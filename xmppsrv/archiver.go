@@ -8,9 +8,12 @@ import (
 )
 
 // The archiver stores messages in batches: every message is durable before
-// anyone sees it, yet a busy server pays one store transaction (and one
-// fsync) per batch, not per message, and a client that sends many messages
-// is not held up one fsync at a time.
+// anyone sees it, yet a busy server pays one store call (and one fsync)
+// per batch, not per message, and a client that sends many messages is
+// not held up one fsync at a time. A batch is stored as soon as the one
+// before it is, with no timer: at a moderate rate a message waits for one
+// sync only (with boltstore, an append to its archive log; the indexes
+// are built behind it).
 //
 // A session hands each message it reads to the archiver as a job; the
 // archiver appends the messages of every waiting job in one call, then
@@ -22,7 +25,8 @@ import (
 // request only when its jobs are done, so an acknowledged message is a
 // stored message.
 type archiver struct {
-	srv *Server
+	srv   *Server
+	limit int32 // of a session's messages in flight (maxInflight)
 
 	mu      sync.Mutex
 	queue   []*archiveJob
@@ -44,8 +48,16 @@ type archiveJob struct {
 // maxBatch bounds the messages of one store transaction.
 const maxBatch = 4096
 
+// maxInflight bounds the messages of one session in the archiver, or half
+// of Config.QueueLength if that is less: a client that sends faster than
+// the server stores and delivers is held up (its stream is not read)
+// rather than let it queue without end, and it cannot burst more at one
+// recipient than the recipient's queue holds, which would disconnect the
+// recipient as too slow.
+const maxInflight = 1024
+
 func newArchiver(srv *Server) *archiver {
-	a := &archiver{srv: srv, wake: make(chan struct{}, 1), batches: make(chan []*archiveJob, 4), done: make(chan struct{})}
+	a := &archiver{srv: srv, limit: int32(max(1, min(maxInflight, srv.cfg.QueueLength/2))), wake: make(chan struct{}, 1), batches: make(chan []*archiveJob, 4), done: make(chan struct{})}
 	go a.archive()
 	go a.deliver()
 	return a
@@ -132,7 +144,7 @@ func (a *archiver) deliver() {
 			if j.complete != nil {
 				j.complete(j.err)
 			}
-			if j.sess.archiving.Add(-1) == 0 {
+			if n := j.sess.archiving.Add(-1); n == 0 || n == a.limit-1 {
 				select {
 				case j.sess.archived <- struct{}{}:
 				default:
@@ -177,6 +189,16 @@ func (srv *Server) afterArchive(s *Session, msgs []storage.ArchivedMessage, comp
 	if len(msgs) == 0 && !s.pipelined() {
 		complete(nil)
 		return
+	}
+	for s.archiving.Load() >= srv.archiver.limit {
+		select {
+		case <-s.archived:
+		case <-time.After(20 * time.Millisecond):
+		case <-srv.ctx.Done():
+		}
+		if srv.ctx.Err() != nil {
+			break
+		}
 	}
 	if srv.archiver.submit(&archiveJob{sess: s, msgs: msgs, complete: complete}) {
 		return

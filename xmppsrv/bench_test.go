@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/parleyhq/parley/account"
 	"github.com/parleyhq/parley/account/memdir"
 	"github.com/parleyhq/parley/chat"
+	"github.com/parleyhq/parley/jid"
 	"github.com/parleyhq/parley/roster"
 	"github.com/parleyhq/parley/storage/memstore"
 )
@@ -44,6 +46,9 @@ func benchServer(b *testing.B, n int) *Server {
 		Roster:           roster.New(roster.Config{Store: store, Directory: cache, DomainRoster: true}),
 		Chat:             chat.New(chat.Config{Directory: cache, Store: store, Local: func(d string) bool { return d == domain }}),
 		QueueLength:      4096,
+		// The benchmark clients read but never answer pings; a slow setup
+		// on a loaded machine must not get them disconnected as dead.
+		IdleTimeout: time.Hour,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -53,7 +58,7 @@ func benchServer(b *testing.B, n int) *Server {
 }
 
 // pipeLogin opens an in-process connection, authenticates and binds.
-func pipeLogin(b *testing.B, srv *Server, user, resource string) *client {
+func pipeLogin(b testing.TB, srv *Server, user, resource string) *client {
 	cs, ss := net.Pipe()
 	go srv.ServeConn(ss, false)
 	c := &client{t: b, conn: cs}
@@ -109,21 +114,37 @@ func BenchmarkDomainRoster10k(b *testing.B) {
 			l.conn.Close()
 		}
 	})
+	// From here on nothing reads c's replies, but c is online and receives
+	// every presence change of its 9,999 contacts (its own reflected too):
+	// unread, its queue would fill and the server would rightly disconnect
+	// it as a slow client, leaving the fan-out rounds waiting for nothing.
+	c.conn.SetReadDeadline(time.Time{})
+	go io.Copy(io.Discard, c.conn)
+	round := 0
 	for _, online := range []int{1000, n - 1} {
 		b.Run(fmt.Sprintf("presence-fanout-online=%d", online), func(b *testing.B) {
 			var got atomic.Int64
 			var wg sync.WaitGroup
 			conns := make([]net.Conn, 0, online)
+			// The testing package calls this function more than once (to
+			// size b.N): each call waits for the last one's sessions to
+			// end and uses its own resource, so no login replaces a
+			// session of an earlier call that is still closing.
+			round++
+			resource := "fan" + strconv.Itoa(round)
+			waitSessions(b, srv, 1)
 			for i := 2; i <= online+1; i++ {
-				l := pipeLogin(b, srv, "user"+strconv.Itoa(i), "fan")
+				user := "user" + strconv.Itoa(i)
+				l := pipeLogin(b, srv, user, resource)
 				// Mark the session available without broadcasting, so the
-				// setup is O(n), not O(n²) presence deliveries.
-				for _, s := range srv.router.Resources("user" + strconv.Itoa(i) + "@" + domain) {
-					s.pmu.Lock()
-					s.available = true
-					s.presBytes = []byte(`<presence from="` + s.full.String() + `"/>`)
-					s.pmu.Unlock()
-				}
+				// setup is O(n), not O(n²) presence deliveries. The bind
+				// result reaches the client just before the session is
+				// routable: wait for it to be.
+				s := waitBound(b, srv, jid.MustParse(user+"@"+domain+"/"+resource))
+				s.pmu.Lock()
+				s.available = true
+				s.presBytes = []byte(`<presence from="` + s.full.String() + `"/>`)
+				s.pmu.Unlock()
 				conns = append(conns, l.conn)
 				wg.Add(1)
 				go drainCount(l.conn, []byte("<status>fan"), &got, &wg)
@@ -132,7 +153,11 @@ func BenchmarkDomainRoster10k(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				want := int64(online) * int64(i+1)
 				c.send(`<presence><show>away</show><status>fan %d</status></presence>`, i)
+				deadline := time.Now().Add(2 * time.Minute)
 				for got.Load() < want {
+					if time.Now().After(deadline) {
+						b.Fatalf("presence %d reached %d of %d recipients in 2 minutes; %d sessions on the server", i, got.Load()-int64(online)*int64(i), online, srv.Sessions())
+					}
 					time.Sleep(50 * time.Microsecond)
 				}
 			}
@@ -146,9 +171,39 @@ func BenchmarkDomainRoster10k(b *testing.B) {
 	}
 }
 
+// waitBound returns the session bound to full once the router has it.
+func waitBound(b *testing.B, srv *Server, full jid.JID) *Session {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		for _, s := range srv.router.Resources(full.Bare().String()) {
+			if s.full == full {
+				return s
+			}
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	b.Fatalf("%s never became routable", full)
+	return nil
+}
+
+// waitSessions waits until the server holds n connections.
+func waitSessions(b *testing.B, srv *Server, n int) {
+	deadline := time.Now().Add(time.Minute)
+	for srv.Sessions() != n {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d sessions still open a minute after their clients closed; want %d", srv.Sessions(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // drainCount reads everything from c and counts occurrences of marker.
+// The harness client's reads leave a read deadline on c; it is cleared
+// first, or a drain started long after login stops at once and the server
+// rightly drops the client as unreachable once its write times out.
 func drainCount(c net.Conn, marker []byte, n *atomic.Int64, wg *sync.WaitGroup) {
 	defer wg.Done()
+	c.SetReadDeadline(time.Time{})
 	buf := make([]byte, 32<<10)
 	carry := 0
 	for {

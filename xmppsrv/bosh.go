@@ -41,6 +41,11 @@ type BOSHConfig struct {
 	// MaxPending is how many bytes may wait for the client to fetch them
 	// before the session counts as too slow and is closed (default 4 MiB).
 	MaxPending int
+	// MaxSessions bounds the BOSH sessions open at once (default 10000):
+	// one HTTP request opens a session, so without a bound a client could
+	// hold many for the login timeout at the cost of a request each. Past
+	// it, new sessions are refused with policy-violation.
+	MaxSessions int
 }
 
 // BOSHHandler serves XMPP over BOSH at the path it is mounted on: POST
@@ -69,6 +74,9 @@ func (s *Server) BOSHHandler(cfg BOSHConfig) http.Handler {
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 4 << 20
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 10000
 	}
 	return &boshHandler{srv: s, cfg: cfg, sessions: make(map[string]*boshSess)}
 }
@@ -122,8 +130,9 @@ type boshSess struct {
 
 // boshHeld is a request held for data; the handler waits on done.
 type boshHeld struct {
-	rid  uint64
-	done chan []byte // the response body
+	rid        uint64
+	done       chan []byte // the response body
+	superseded bool        // a retransmission of the request took its place
 }
 
 var errBOSHInactive = errors.New("BOSH session inactive")
@@ -251,14 +260,21 @@ func (h *boshHandler) create(w http.ResponseWriter, r *http.Request, body *Eleme
 		in: make(chan []byte, 64), inDone: make(chan struct{}),
 	}
 	sess.cond = sync.NewCond(&sess.mu)
+	h.mu.Lock()
+	if len(h.sessions) >= h.cfg.MaxSessions {
+		h.mu.Unlock()
+		s.log.Warn("BOSH session refused: BOSHConfig.MaxSessions reached", "remote", r.RemoteAddr, "max", h.cfg.MaxSessions)
+		writeBody(w, terminate("policy-violation"))
+		return
+	}
+	h.sessions[sess.sid] = sess
+	h.mu.Unlock()
 	xs := newSession(s, sess, true)
 	if !s.track(xs) {
+		sess.forget()
 		writeBody(w, terminate("system-shutdown"))
 		return
 	}
-	h.mu.Lock()
-	h.sessions[sess.sid] = sess
-	h.mu.Unlock()
 	go xs.run()
 	attrs := fmt.Sprintf(` sid="%s" wait="%d" hold="%d" requests="%d" inactivity="%d" polling="%d" ver="1.11" from="%s" secure="true" xmpp:version="1.0" xmpp:restartlogic="true" xmlns:xmpp="%s" xmlns:stream="%s"`,
 		sess.sid, int(wait/time.Second), hold, sess.requests, int(h.cfg.Inactivity/time.Second), int(h.cfg.Polling/time.Second),
@@ -279,6 +295,28 @@ func (b *boshSess) request(r *http.Request, body *Element, rid uint64) []byte {
 	if rid < b.nextRID {
 		// A retransmission: the same answer again (section 14.3).
 		resp, ok := b.cache[rid]
+		if !ok {
+			for i, h := range b.held {
+				if h.rid != rid {
+					continue
+				}
+				// Still held: the client lost that HTTP request and sent
+				// it again; this one is held in its place.
+				b.held = append(b.held[:i:i], b.held[i+1:]...)
+				h.superseded = true
+				h.done <- nil
+				b.cond.Broadcast()
+				b.open++
+				b.stopIdle()
+				resp = b.holdLocked(rid, "", time.Now())
+				b.open--
+				if b.open == 0 && !b.closed {
+					b.startIdle()
+				}
+				b.mu.Unlock()
+				return resp
+			}
+		}
 		b.mu.Unlock()
 		if !ok {
 			b.fail("item-not-found")
@@ -398,6 +436,13 @@ func (b *boshSess) serve(rid uint64, payload [][]byte, empty bool, attrs string)
 			b.mu.Lock()
 		}
 	}
+	return b.holdLocked(rid, attrs, started)
+}
+
+// holdLocked keeps request rid until there is output for it, wait passes,
+// a newer request needs its place (section 10), or a retransmission of it
+// takes its place.
+func (b *boshSess) holdLocked(rid uint64, attrs string, started time.Time) []byte {
 	held := &boshHeld{rid: rid, done: make(chan []byte, 1)}
 	b.held = append(b.held, held)
 	// Section 10: more requests than 'hold' waiting: answer the oldest.
@@ -410,6 +455,9 @@ func (b *boshSess) serve(rid uint64, payload [][]byte, empty bool, attrs string)
 	for {
 		select {
 		case resp := <-held.done:
+			if held.superseded {
+				return []byte(`<body xmlns="` + nsHTTPBind + `"/>`)
+			}
 			return b.finish(rid, attrs, resp)
 		default:
 		}

@@ -150,6 +150,31 @@ func TestBOSHSession(t *testing.T) {
 	c.send("", `<message type='chat' to='bob@example.test' xmlns='jabber:client'><body>from bosh</body></message>`)
 	bob.expect("alice's message", isChat("from bosh"))
 
+	// A held request sent again (its HTTP connection lost) is held in
+	// its place, and gets what arrives.
+	c.rid++
+	lost := make(chan *Element, 1)
+	go func() {
+		el, _ := c.post(fmt.Sprintf(`<body rid='%d' sid='%s' xmlns='http://jabber.org/protocol/httpbind'/>`, c.rid, c.sid))
+		lost <- el
+	}()
+	time.Sleep(200 * time.Millisecond)
+	go func() {
+		el, _ := c.post(fmt.Sprintf(`<body rid='%d' sid='%s' xmlns='http://jabber.org/protocol/httpbind'/>`, c.rid, c.sid))
+		done <- el
+	}()
+	if el := <-lost; len(el.Elements()) != 0 || el.Get("type") == "terminate" {
+		t.Fatalf("the superseded request: %s", el.Bytes(""))
+	}
+	bob.send(`<message type='chat' to='alice@example.test' id='m2'><body>again</body></message>`)
+	select {
+	case held = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the retransmitted held request was not answered")
+	}
+	c.got = append(c.got, held.Elements()...)
+	c.expect("bob's second message", isChat("again"))
+
 	// A retransmitted request gets the same answer.
 	c.send("", `<iq type='get' id='p1' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>`)
 	first := c.rid
@@ -178,7 +203,7 @@ func TestBOSHSession(t *testing.T) {
 // a body over MaxBody, and a session nobody polls.
 func TestBOSHLimits(t *testing.T) {
 	h := newHarness(t)
-	_, client := newBOSH(t, h, BOSHConfig{MaxWait: 2 * time.Second, Inactivity: time.Second, Polling: time.Second, MaxBody: 4096})
+	_, client := newBOSH(t, h, BOSHConfig{MaxWait: 2 * time.Second, Inactivity: time.Second, Polling: time.Second, MaxBody: 4096, MaxSessions: 3})
 	bob := h.online("bob", "desk")
 
 	c := client()
@@ -258,6 +283,7 @@ func TestBOSHLimits(t *testing.T) {
 
 	// Inactivity: a bound session that stops polling is ended, and its
 	// contacts see it leave.
+	time.Sleep(1500 * time.Millisecond) // the sessions above end
 	c = client()
 	full := c.login("alice", "idle")
 	c.send("", `<presence/>`)
@@ -268,4 +294,45 @@ func TestBOSHLimits(t *testing.T) {
 	if el.Get("type") != "terminate" {
 		t.Errorf("request after inactivity: %s", el.Bytes(""))
 	}
+
+	// MaxSessions: the fourth open session is refused.
+	for i := 0; i < 3; i++ {
+		client().create("")
+	}
+	el, _ = client().post(`<body rid='1' to='example.test' wait='1' hold='1' xmlns='http://jabber.org/protocol/httpbind'/>`)
+	if el.Get("condition") != "policy-violation" {
+		t.Errorf("a session past MaxSessions: %s", el.Bytes(""))
+	}
+}
+
+// FuzzBOSHBody posts arbitrary request bodies: every answer is a BOSH
+// <body/> (a session's first answer, or a terminal condition), never a
+// panic or a hang.
+func FuzzBOSHBody(f *testing.F) {
+	for _, s := range []string{
+		`<body rid='1' to='example.test' wait='0' hold='0' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>`,
+		`<body rid='1' sid='x' xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'><body>hi</body></message></body>`,
+		`<body rid='99999999999999999999' xmlns='http://jabber.org/protocol/httpbind'/>`,
+		`<body rid='1' sid='x' type='terminate' xmlns='http://jabber.org/protocol/httpbind'/>`,
+		`<body xmlns='other'/>`,
+		`<!DOCTYPE x [<!ENTITY a "b">]><body/>`,
+		`<body rid='1' sid="`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	h := newHarness(f)
+	handler := h.srv.BOSHHandler(BOSHConfig{MaxWait: 50 * time.Millisecond, MaxBody: 4096})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req := httptest.NewRequest("POST", "https://example.test/http-bind", strings.NewReader(string(data)))
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("HTTP %d for %q", rec.Code, data)
+		}
+		el, err := parseElement(rec.Body.Bytes())
+		if err != nil || el.Space != nsHTTPBind || el.Local != "body" {
+			t.Fatalf("answer %q to %q is not a BOSH body", rec.Body.String(), data)
+		}
+	})
 }

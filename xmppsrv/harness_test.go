@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -142,7 +143,7 @@ func newHarness(t testing.TB, opts ...any) *harness {
 		}
 	}
 	cfg.Roster = roster.New(rc)
-	cc := chat.Config{Directory: cache, Store: cfg.Store, Local: func(d string) bool { return d == domain }, OfflineLimit: 50}
+	cc := chat.Config{Directory: cache, Store: cfg.Store, Local: func(d string) bool { return slices.Contains(cfg.Domains, d) }, OfflineLimit: 50}
 	if archive {
 		cc.Archive = cfg.Store.(storage.Archive)
 	}

@@ -459,7 +459,7 @@ func (m *MUC) invite(s *Session, el *Element, room jid.JID, inv, x *Element) boo
 	target, err := m.srv.cfg.Chat.Resolve(s.ctx(), invitee.Bare())
 	switch {
 	case errors.Is(err, chat.ErrRemote):
-		m.failCond(s, el, room, "remote-server-not-found", "invitations to other servers are not enabled here")
+		m.failCond(s, el, room, "remote-server-not-found", "rooms here are open to users of this server only; "+invitee.Domain()+" is another server")
 		return false
 	case err != nil || target.Kind != chat.ToUser:
 		m.failCond(s, el, room, "item-not-found", "there is no user "+invitee.Bare().String())

@@ -80,6 +80,7 @@ func AccountServices(srv *Server) []AccountHandler {
 	p.svc = pubsub.New(pubsub.Options{Store: srv.cfg.Store, Presence: srv.cfg.Roster, Blocked: b.Blocked,
 		MaxPayload: srv.cfg.MaxStanzaSize})
 	priv := &privateStorage{srv: srv, pep: p}
+	p.priv = priv
 	return []AccountHandler{p, pepOwner{p}, priv, b}
 }
 
@@ -89,8 +90,9 @@ func AccountServices(srv *Server) []AccountHandler {
 // contacts filtered by their XEP-0115 capabilities, the last items at a
 // resource's initial presence, and the XEP-0398 avatar conversion.
 type PEP struct {
-	srv *Server
-	svc *pubsub.Service
+	srv  *Server
+	svc  *pubsub.Service
+	priv *privateStorage // bookmarks kept in step across XEP-0048, XEP-0049 and XEP-0402
 
 	mu       sync.Mutex
 	sessions map[*Session]*pepSession
@@ -204,6 +206,15 @@ func (p *PEP) HandleIQ(s *Session, el, ps *Element, owner jid.JID) bool {
 	get := el.Get("type") == "get"
 	switch {
 	case get && op.Local == "items":
+		if op.Get("node") == nsBookmarks && owner == s.bare && p.priv != nil {
+			// A client of XEP-0048 over PEP reads the bookmarks that so
+			// far live only in the XEP-0402 node (#compat-pep).
+			if _, err := p.svc.Lookup(ctx, owner, nsBookmarks); errors.Is(err, pubsub.ErrNotFound) {
+				if _, err := p.svc.Lookup(ctx, owner, nsBookmarks2); err == nil {
+					p.priv.legacyPEP(s)
+				}
+			}
+		}
 		max, _ := strconv.Atoi(op.Get("max_items"))
 		var ids []string
 		for _, it := range op.Elements() {
@@ -240,6 +251,9 @@ func (p *PEP) HandleIQ(s *Session, el, ps *Element, owner jid.JID) bool {
 		p.reply(s, el, err)
 		if err == nil && (boolAttr(op.Get("notify")) || n.Config.NotifyRetract()) {
 			p.notify(n, NewElement(nsPubsubEvent, "retract", "id", it.Get("id")), s.full)
+		}
+		if err == nil {
+			p.bookmarksChanged(s, n.Name, nil)
 		}
 	case !get && op.Local == "create":
 		fields := map[string]string{}
@@ -421,6 +435,21 @@ func (p *PEP) publish(s *Session, el, ps, op *Element, owner jid.JID) {
 	out := NewElement(nsPubsub, "publish", "node", res.Node.Name).Add(NewElement(nsPubsub, "item", "id", res.Item.ID))
 	s.send(iqResult(el, NewElement(nsPubsub, "pubsub").Add(out)).Bytes(nsClient))
 	p.notify(res.Node, p.itemElement(nsPubsubEvent, res.Item, res.Node.Config.DeliverPayloads()), s.full)
+	p.bookmarksChanged(s, req.Node, payloads[0])
+}
+
+// bookmarksChanged keeps the two PEP bookmark nodes in step after a
+// client changed one (XEP-0402 section 5.3, "#compat-pep").
+func (p *PEP) bookmarksChanged(s *Session, node string, payload *Element) {
+	if p.priv == nil {
+		return
+	}
+	switch {
+	case node == nsBookmarks && payload != nil && payload.Space == nsBookmarks && payload.Local == "storage":
+		p.priv.fromLegacyPEP(s, payload)
+	case node == nsBookmarks2:
+		p.priv.legacyPEP(s)
+	}
 }
 
 // publishAs publishes and, with convert, applies the XEP-0398 conversion

@@ -417,6 +417,9 @@ func (srv *Server) subscriptionIn(owner, from jid.JID, st roster.SubType, status
 	if in.Push != nil {
 		srv.pushRoster(owner, in.Push, false)
 	}
+	if in.Deliver && st == roster.Subscribe && !srv.blockedPair(owner, from) {
+		srv.notifyPushSubscription(owner) // XEP-0357
+	}
 	if in.Deliver && !srv.blockedPair(owner, from) {
 		e := NewElement(nsClient, "presence", "type", st.String(), "from", from.String(), "to", owner.String())
 		if status != "" {

@@ -39,7 +39,7 @@ type privateStorage struct {
 func (p *privateStorage) Namespace() string { return nsPrivate }
 
 func (p *privateStorage) Features() (account, server []string) {
-	return []string{nsBookmarks2 + "#compat"}, []string{nsPrivate}
+	return []string{nsBookmarks2 + "#compat", nsBookmarks2 + "#compat-pep"}, []string{nsPrivate}
 }
 
 func privateKey(e *Element) string { return "private:" + e.Local + ":" + e.Space }
@@ -103,9 +103,49 @@ func (p *privateStorage) HandleIQ(s *Session, el, q *Element, owner jid.JID) boo
 	for _, k := range kids {
 		if k.Space == nsBookmarks && k.Local == "storage" {
 			p.bookmarksToPEP(s, k)
+			p.legacyPEP(s)
 		}
 	}
 	return true
+}
+
+// legacyOptions are those of the XEP-0048 PEP node (XEP-0048 section 3.3,
+// XEP-0223): private, kept.
+var legacyOptions = map[string]string{
+	pubsub.FieldPersistItems: "true",
+	pubsub.FieldAccessModel:  pubsub.Whitelist,
+}
+
+// fromLegacyPEP takes a <storage xmlns='storage:bookmarks'/> a client
+// published to the XEP-0048 PEP node: its conferences go to the XEP-0402
+// node (the "#compat-pep" feature of XEP-0402 section 5.3), the rest
+// (URLs) is kept as XEP-0049 keeps it.
+func (p *privateStorage) fromLegacyPEP(s *Session, st *Element) {
+	if err := p.srv.cfg.Store.PutUserData(s.ctx(), s.bare.Address(), privateKey(st), st.Bytes("")); err != nil {
+		p.srv.log.Error("storing bookmarks", "user", s.bare.String(), "err", err)
+	}
+	p.bookmarksToPEP(s, st)
+}
+
+// legacyPEP republishes the XEP-0048 PEP node (item "current") from the
+// XEP-0402 node after a change that did not come through it, and notifies
+// it, so that clients of the older protocol see the same bookmarks.
+func (p *privateStorage) legacyPEP(s *Session) {
+	st, err := p.bookmarks(s)
+	if err != nil {
+		p.srv.log.Error("reading bookmarks", "user", s.bare.String(), "err", err)
+		return
+	}
+	req := pubsub.Publish{Node: nsBookmarks, Item: pubsub.Item{ID: "current", Payload: st.Bytes("")}}
+	if _, err := p.pep.svc.Lookup(s.ctx(), s.bare, nsBookmarks); errors.Is(err, pubsub.ErrNotFound) {
+		req.Options = legacyOptions
+	}
+	res, err := p.pep.svc.Publish(s.ctx(), s.bare, s.full, req)
+	if err != nil {
+		p.srv.log.Error("converting bookmarks to XEP-0048 PEP", "user", s.bare.String(), "err", err)
+		return
+	}
+	p.pep.notify(res.Node, p.pep.itemElement(nsPubsubEvent, res.Item, res.Node.Config.DeliverPayloads()), s.full)
 }
 
 // bookmarks builds <storage xmlns='storage:bookmarks'/> (XEP-0048): the

@@ -57,8 +57,8 @@ func (r *pushReg) key() string { return r.JID + "\x00" + r.Node }
 // (section 7) when a message reaches an account whose registered device
 // has no connected session: the user is offline, the device's session is
 // held detached for XEP-0198 resumption, or another resource took the
-// message while the phone sleeps. Registrations are user data "push" in
-// the store, cached in memory.
+// message while the phone sleeps; and when a subscription request arrives.
+// Registrations are user data "push" in the store, cached in memory.
 type push struct {
 	srv *Server
 	cfg PushConfig
@@ -74,7 +74,7 @@ type push struct {
 
 type pushJob struct {
 	owner jid.JID
-	msg   *Element
+	msg   *Element // the message; nil for a subscription request
 }
 
 // NewPush returns the XEP-0357 handler for Extend. It starts one goroutine
@@ -332,10 +332,42 @@ func (p *push) notify(j pushJob) {
 			continue
 		}
 		p.mu.Lock()
-		p.counts[ck]++
+		if j.msg != nil {
+			p.counts[ck]++
+		}
 		n := p.counts[ck]
 		p.mu.Unlock()
-		p.publish(j.owner, r, j.msg, n)
+		pending := -1
+		if j.msg == nil {
+			reqs, err := p.srv.cfg.Roster.Pending(p.srv.ctx, j.owner)
+			if err != nil {
+				p.srv.log.Error("pending subscription requests", "user", owner, "err", err)
+				return
+			}
+			pending = len(reqs)
+		}
+		p.publish(j.owner, r, j.msg, n, pending)
+	}
+}
+
+// notifyPushSubscription is called when a subscription request reaches a
+// local account: devices without a connected session are told how many
+// requests wait (pending-subscription-count, XEP-0357 section 7).
+func (srv *Server) notifyPushSubscription(owner jid.JID) {
+	p := srv.push
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	l, cached := p.regs[owner.Bare().String()]
+	p.mu.Unlock()
+	if cached && len(l) == 0 {
+		return
+	}
+	select {
+	case p.queue <- pushJob{owner: owner.Bare()}:
+	default:
+		srv.log.Warn("push notification queue full; dropping one", "to", owner.Bare().String())
 	}
 }
 
@@ -363,11 +395,18 @@ func (p *push) connected(r *pushReg) bool {
 // publish sends one notification (XEP-0357 section 7) from the user's
 // bare JID to the app server and handles its answer: an error of type
 // cancel (the node is gone, the app server refuses) disables the
-// registration (section 8); anything else leaves it.
-func (p *push) publish(owner jid.JID, r *pushReg, msg *Element, count int) {
+// registration (section 8); a wait error, no answer, or the app server's
+// domain being unreachable leave it.
+func (p *push) publish(owner jid.JID, r *pushReg, msg *Element, count, pending int) {
 	form := NewElement(nsXData, "x", "type", "submit").Add(
 		NewElement(nsXData, "field", "var", "FORM_TYPE").Add(NewElement(nsXData, "value").AddText(nsPushSummary)),
 		NewElement(nsXData, "field", "var", "message-count").Add(NewElement(nsXData, "value").AddText(strconv.Itoa(count))))
+	if pending >= 0 {
+		form.Add(NewElement(nsXData, "field", "var", "pending-subscription-count").Add(NewElement(nsXData, "value").AddText(strconv.Itoa(pending))))
+	}
+	if msg == nil {
+		msg = NewElement(nsClient, "message") // nothing more to tell
+	}
 	if !p.cfg.WithoutSender {
 		if from := msg.Get("from"); from != "" {
 			if fj, err := jid.Parse(from); err == nil {
@@ -399,7 +438,10 @@ func (p *push) publish(owner jid.JID, r *pushReg, msg *Element, count int) {
 			p.srv.log.Info("push app server did not answer", "user", owner.String(), "app", r.JID)
 		case answer.Get("type") == "error":
 			e := answer.Child(nsClient, "error")
-			if e == nil || e.Get("type") == "cancel" {
+			// An unreachable remote server is not the app server's verdict
+			// on the registration: it stays for the next message.
+			unreachable := e != nil && (e.Child(nsStanzas, "remote-server-not-found") != nil || e.Child(nsStanzas, "remote-server-timeout") != nil)
+			if (e == nil || e.Get("type") == "cancel") && !unreachable {
 				p.srv.log.Info("push app server refused a notification; disabling the registration",
 					"user", owner.String(), "app", r.JID, "error", string(answer.Bytes(nsClient)))
 				p.change(owner, func(list []*pushReg) []*pushReg {

@@ -214,3 +214,42 @@ func waitGone(t *testing.T, h *harness, full string) {
 	}
 	t.Fatalf("%s never left", full)
 }
+
+// A subscription request to a user whose phone is offline is a
+// notifiable event too: pending-subscription-count.
+func TestPushSubscriptionRequest(t *testing.T) {
+	h := pushHarness(t, PushConfig{}, noDomainRoster)
+	app := h.online("carol", "appserver")
+	bob := h.online("bob", "desk")
+	phone := h.login("alice", "phone")
+	ok(t, phone.iq("set", "", `<enable xmlns='urn:xmpp:push:0' jid='carol@example.test/appserver' node='n1'/>`))
+	phone.send(`</stream:stream>`)
+	phone.conn.Close()
+	waitGone(t, h, phone.jid)
+	bob.send(`<presence type='subscribe' to='alice@example.test'/>`)
+	iq := app.expect("notification", isPushNotification)
+	sum := summary(t, iq)
+	if sum["pending-subscription-count"] != "1" || sum["message-count"] != "0" {
+		t.Fatalf("summary: %v", sum)
+	}
+	if _, ok := sum["last-message-sender"]; ok {
+		t.Fatalf("a subscription request named as a message sender: %v", sum)
+	}
+}
+
+// An app server on another domain that cannot be reached (here: no
+// federation) answers nothing about the registration: it stays.
+func TestPushRemoteUnreachableKeepsRegistration(t *testing.T) {
+	h := pushHarness(t, PushConfig{})
+	bob := h.online("bob", "desk")
+	phone := h.login("alice", "phone")
+	ok(t, phone.iq("set", "", `<enable xmlns='urn:xmpp:push:0' jid='push.elsewhere.test' node='n1'/>`))
+	phone.send(`</stream:stream>`)
+	phone.conn.Close()
+	waitGone(t, h, phone.jid)
+	bob.send(`<message type='chat' to='alice@example.test'><body>hello</body></message>`)
+	time.Sleep(500 * time.Millisecond)
+	if b, err := h.store.UserData(context.Background(), "alice@example.test", "push"); err != nil || !strings.Contains(string(b), "push.elsewhere.test") {
+		t.Fatalf("the registration was dropped for an unreachable app server: %q %v", b, err)
+	}
+}

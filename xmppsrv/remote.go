@@ -26,12 +26,23 @@ type Remote interface {
 // SetRemote turns federation on: stanzas to other domains go to r. Call it
 // before serving; without it they are answered with
 // remote-server-not-found.
-func (srv *Server) SetRemote(r Remote) { srv.remote = r }
+func (srv *Server) SetRemote(r Remote) { srv.remote.Store(&remoteBox{r}) }
+
+type remoteBox struct{ r Remote }
 
 // sendRemote routes a stanza from a local entity to another server, or
 // answers it with remote-server-not-found when federation is off.
 func (srv *Server) sendRemote(el *Element) {
-	if srv.remote == nil {
+	if to, err := jid.Parse(el.Get("to")); err == nil && (srv.component(to) != nil || srv.isUpload(to)) {
+		// A service of this server (Route from server code): never
+		// another server.
+		if el.Get("type") != "error" && !(el.Local == "iq" && el.Get("type") == "result") {
+			srv.Deliver(errorElement(el, "service-unavailable", to.Domain()+" takes stanzas from its users' sessions only"))
+		}
+		return
+	}
+	remote := srv.remote.Load()
+	if remote == nil || remote.r == nil {
 		if el.Get("type") != "error" && !(el.Local == "iq" && el.Get("type") == "result") {
 			to, _ := jid.Parse(el.Get("to"))
 			srv.Deliver(errorElement(el, "remote-server-not-found", "this server does not federate with other servers ("+to.Domain()+")"))
@@ -40,7 +51,7 @@ func (srv *Server) sendRemote(el *Element) {
 	}
 	el = el.ShallowCopy()
 	stripLocalStanzaIDs(el, srv)
-	srv.remote.Send(el)
+	remote.r.Send(el)
 }
 
 // stripLocalStanzaIDs drops the stanza-ids this server stamped for its
@@ -195,6 +206,7 @@ func isNotChat(err error) bool {
 // to the sender's other resources.
 func (srv *Server) remoteOutMessage(s *Session, el *Element, to jid.JID, typ string) {
 	if typ != "error" {
+		srv.recordStates(s.bare, to.Bare(), el)
 		srv.shareFiles(el, s.bare, to.Bare())
 	}
 	sent := el

@@ -153,7 +153,7 @@ type Server struct {
 	drainOnce  sync.Once
 	// remote carries stanzas to other servers (SetRemote); nil: no
 	// federation. remoteSess orders inbound messages in the archiver.
-	remote     Remote
+	remote     atomic.Pointer[remoteBox]
 	remoteOnce sync.Once
 	remoteSess *Session
 	// userLocks order, per account, "no resource is available, so store

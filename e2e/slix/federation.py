@@ -114,8 +114,13 @@ async def contacts(ea, eb, clients, user_a, user_b, mam_b="yes"):
     # vCard and software version of the remote side, through federation.
     v = await a["xep_0092"].get_version(slixmpp.JID(eb.domain), timeout=15)
     expect(v["software_version"]["name"], "no software version from %s: %s" % (eb.domain, summarize(v)))
-    card = await a["xep_0054"].get_vcard(slixmpp.JID(jb), timeout=15)
-    expect(card["type"] == "result", "vCard of %s: %s" % (jb, summarize(card)))
+    # A vCard, or item-not-found from a server that has none stored for
+    # B (Prosody): either way the answer came back through federation.
+    try:
+        card = await a["xep_0054"].get_vcard(slixmpp.JID(jb), timeout=15)
+        expect(card["type"] == "result", "vCard of %s: %s" % (jb, summarize(card)))
+    except slixmpp.exceptions.IqError as e:
+        expect(e.iq["error"]["condition"] == "item-not-found", "vCard of %s: %s" % (jb, summarize(e.iq)))
 
     # Presence changes and logout cross too.
     b.send_presence(pshow="away", pstatus="lunch")
@@ -125,10 +130,35 @@ async def contacts(ea, eb, clients, user_a, user_b, mam_b="yes"):
     await b.close()
     await a.wait_presence(presence_from(jb, "unavailable"), "B's logout", timeout=20)
 
+    # A message to B while B is offline waits on B's server.
+    a.send_message(mto=jb, mbody="while you were away", mtype="chat")
+    await asyncio.sleep(1.0)
+    b2 = fed_client(eb, clients, user_b, mam_b == "yes")
+    await b2.login(require_scram=False)
+    await b2.wait_message(body_from(ja, "while you were away"), "the message kept while B was offline", timeout=20)
+    await a.wait_presence(available_from(jb), "B back online", timeout=20)
+
+    # A logs in again: A's server probes B's, which answers with B's presence.
+    await a.close()
+    await b2.wait_presence(presence_from(ja, "unavailable"), "A's logout", timeout=20)
+    a2 = fed_client(ea, clients, user_a, True)
+    await a2.login(require_scram=False)
+    await a2.wait_presence(available_from(jb), "B's presence, answering the probe at A's login", timeout=20)
+    await b2.wait_presence(available_from(ja), "A back online", timeout=20)
+
+    # An error from the other server comes back to the sender.
+    nobody = "nobody-here@" + eb.domain
+    a2.send_message(mto=nobody, mbody="hello?", mtype="chat")
+    err = await a2._wait(a2.everything, lambda m: m["type"] == "error" and m["from"].bare == nobody,
+                         timeout=20, what="the other server's error for an unknown user")
+    cond = error_condition(err)
+    expect(cond in ("service-unavailable", "item-not-found"),
+           "message to an unknown remote user bounced with %s: %s" % (cond, summarize(err)))
+
 
 async def down(ea, eb, clients, user_a, target):
-    """A message, a subscription request and an iq to a server that is down
-    come back to the sender with remote-server-not-found."""
+    """A message and an iq to a server that is down (or that federation is
+    refused with) come back to the sender with remote-server-not-found."""
     a = fed_client(ea, clients, user_a, False)
     await a.login(require_scram=False)
     a.send_message(mto=target, mbody="anyone there?", mtype="chat")

@@ -190,30 +190,25 @@ func writeArchive(tx *bolt.Tx, owner string) (*archiveBuckets, error) {
 	return &archiveBuckets{bs[0], bs[1], bs[2], bs[3]}, nil
 }
 
-// AppendMessages stores msgs in one transaction, shared with concurrent
-// writes (see committer) and synced before it returns. An empty owner,
+// AppendMessages logs msgs as one record of the archive log, synced
+// before it returns, and leaves them to the indexer (see archivelog.go):
+// concurrent appends share one write and one fdatasync. An empty owner,
 // ID or With, or an ID its owner's archive already holds (or that comes
 // twice in msgs), fails the call and stores none of msgs.
 func (s *Store) AppendMessages(ctx context.Context, msgs []storage.ArchivedMessage) error {
-	batch, err := prepareAppend(msgs)
-	if err != nil {
+	for _, m := range msgs {
+		if m.Owner == "" || m.ID == "" || m.With == "" {
+			return errEmpty
+		}
+	}
+	if err := s.check(ctx); err != nil || len(msgs) == 0 {
 		return err
 	}
-	if len(batch) == 0 {
-		return s.check(ctx)
-	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		for _, oa := range batch {
-			if err := oa.write(tx); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.alog.append(ctx, msgs)
 }
 
-// ownerAppend is one owner's part of an append, encoded before the
-// transaction so the commit lock is held for bbolt work only.
+// ownerAppend is one owner's part of an indexer transaction, prepared
+// before it so the commit lock is held for bbolt work only.
 type ownerAppend struct {
 	owner string
 	msgs  []encodedMessage
@@ -230,50 +225,82 @@ type posting struct {
 	ids  []string
 }
 
-func prepareAppend(msgs []storage.ArchivedMessage) ([]*ownerAppend, error) {
+// prepareIndex groups logged messages by owner, with each owner's
+// postings grouped by term across the whole batch, so a term gets one
+// block update per transaction.
+func prepareIndex(msgs []loggedMessage) ([]*ownerAppend, error) {
 	byOwner := make(map[string]*ownerAppend)
 	var (
-		order  []*ownerAppend
-		seen   = make(map[[2]string]bool, len(msgs))
-		byTerm = make(map[*ownerAppend]map[string][]string)
+		order    []*ownerAppend
+		byTerm   = make(map[*ownerAppend]map[string][]string)
+		lastBody []byte
+		terms    []string
 	)
 	for _, m := range msgs {
-		if m.Owner == "" || m.ID == "" || m.With == "" {
-			return nil, errEmpty
-		}
-		if seen[[2]string{m.Owner, m.ID}] {
-			return nil, fmt.Errorf("boltstore: id %q comes twice for %q", m.ID, m.Owner)
-		}
-		seen[[2]string{m.Owner, m.ID}] = true
-		oa := byOwner[m.Owner]
+		oa := byOwner[m.owner]
 		if oa == nil {
-			oa = &ownerAppend{owner: m.Owner}
-			byOwner[m.Owner] = oa
+			oa = &ownerAppend{owner: m.owner}
+			byOwner[m.owner] = oa
 			byTerm[oa] = make(map[string][]string)
 			order = append(order, oa)
 		}
-		em := encodedMessage{
-			id:      []byte(m.ID),
-			val:     encodeMessage(m),
-			withKey: append(appendString(nil, m.With), m.ID...),
-			withVal: appendStamp(make([]byte, 0, stampSize), m.Stamp),
+		d := decoder{b: m.val[messageHeader:]}
+		with, clientID, body := d.bytes(), d.bytes(), d.bytes()
+		if d.err || len(with) == 0 {
+			return nil, errCorrupt
 		}
-		if m.ClientID != "" {
-			em.clientKey = append(appendString(appendString(nil, m.With), m.ClientID), m.ID...)
+		em := encodedMessage{
+			id:      m.id,
+			val:     m.val,
+			withKey: append(binary.AppendUvarint(make([]byte, 0, len(with)+len(m.id)+2), uint64(len(with))), with...),
+			withVal: m.val[3:messageHeader],
+		}
+		em.withKey = append(em.withKey, m.id...)
+		if len(clientID) > 0 {
+			k := binary.AppendUvarint(nil, uint64(len(with)))
+			k = append(k, with...)
+			k = binary.AppendUvarint(k, uint64(len(clientID)))
+			k = append(k, clientID...)
+			em.clientKey = append(k, m.id...)
 		}
 		oa.msgs = append(oa.msgs, em)
-		for _, t := range indexTerms(m.Body) {
-			byTerm[oa][t] = append(byTerm[oa][t], m.ID)
+		// The copies of a message in both archives come together.
+		if lastBody == nil || !bytes.Equal(body, lastBody) {
+			terms, lastBody = indexTerms(string(body)), body
+		}
+		id := string(m.id)
+		for _, t := range terms {
+			byTerm[oa][t] = append(byTerm[oa][t], id)
 		}
 	}
 	for _, oa := range order {
 		for t, ids := range byTerm[oa] {
 			slices.Sort(ids)
-			oa.terms = append(oa.terms, posting{t, ids})
+			oa.terms = append(oa.terms, posting{t, slices.Compact(ids)})
 		}
 		slices.SortFunc(oa.terms, func(a, b posting) int { return strings.Compare(a.term, b.term) })
 	}
 	return order, nil
+}
+
+// present reports the messages of batch already in their owner's archive.
+func present(tx *bolt.Tx, batch []*ownerAppend) map[[2]string]bool {
+	var dup map[[2]string]bool
+	for _, oa := range batch {
+		ab := readArchive(tx, oa.owner)
+		if ab == nil {
+			continue
+		}
+		for _, m := range oa.msgs {
+			if ab.msg.Get(m.id) != nil {
+				if dup == nil {
+					dup = make(map[[2]string]bool)
+				}
+				dup[[2]string{oa.owner, string(m.id)}] = true
+			}
+		}
+	}
+	return dup
 }
 
 func (oa *ownerAppend) write(tx *bolt.Tx) error {
@@ -282,9 +309,6 @@ func (oa *ownerAppend) write(tx *bolt.Tx) error {
 		return err
 	}
 	for _, m := range oa.msgs {
-		if ab.msg.Get(m.id) != nil {
-			return fmt.Errorf("the archive of %q already holds id %q", oa.owner, m.id)
-		}
 		if err := ab.msg.Put(m.id, m.val); err != nil {
 			return err
 		}
@@ -306,6 +330,15 @@ func (oa *ownerAppend) write(tx *bolt.Tx) error {
 	return nil
 }
 
+// archiveRead waits until the archive's buckets hold every append that
+// has returned (see archivelog.go).
+func (s *Store) archiveRead(ctx context.Context) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.alog.caughtUp(ctx)
+}
+
 // QueryMessages returns the messages q selects, in ID order. It reads in
 // one read-only transaction, in parallel with other reads and writes.
 func (s *Store) QueryMessages(ctx context.Context, owner string, q storage.ArchiveQuery) ([]storage.ArchivedMessage, bool, error) {
@@ -314,6 +347,9 @@ func (s *Store) QueryMessages(ctx context.Context, owner string, q storage.Archi
 		out      []storage.ArchivedMessage
 		complete bool
 	)
+	if err := s.archiveRead(ctx); err != nil {
+		return nil, false, err
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		ab := readArchive(tx, owner)
 		for _, b := range []struct{ name, id string }{{"AfterID", q.AfterID}, {"BeforeID", q.BeforeID}} {
@@ -777,6 +813,9 @@ func (s *Store) SetMessageState(ctx context.Context, owner, with, clientID strin
 	if clientID == "" {
 		return s.notFound(ctx)
 	}
+	if err := s.archiveRead(ctx); err != nil {
+		return err
+	}
 	var raise bool
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		_, v, err := findByClient(tx, owner, with, clientID)
@@ -826,6 +865,9 @@ func findByClient(tx *bolt.Tx, owner, with, clientID string) (id, v []byte, err 
 // DeleteConversation removes owner's messages with with, and their
 // entries in every index, in one transaction.
 func (s *Store) DeleteConversation(ctx context.Context, owner, with string) error {
+	if err := s.archiveRead(ctx); err != nil {
+		return err
+	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		ab := readArchive(tx, owner)
 		if ab == nil {

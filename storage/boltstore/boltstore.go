@@ -1,5 +1,6 @@
 // Package boltstore is Parley's default storage.Store: everything in one
-// bbolt file, with no server to run.
+// bbolt file, plus the message archive's write-ahead log beside it
+// (LogFiles), with no server to run.
 //
 //	st, err := boltstore.Open("/var/lib/parley/parley.db", nil)
 //	if err != nil {
@@ -17,6 +18,13 @@
 // transaction, so they share the cost of one fsync instead of queuing for
 // one each; a lone write is not held back.
 //
+// Archive appends (AppendMessages) are the exception, because they are
+// the hot path of a chat server: they are synced to the archive log, one
+// sequential write shared by concurrent appends, and a background indexer
+// moves them into the archive's buckets in large transactions. Archive
+// reads wait for the indexer, so they see every append that has returned;
+// after a crash, Open applies what the log holds (see archivelog.go).
+//
 // # Layout
 //
 // Top-level buckets, one per concern, each holding one nested bucket per
@@ -29,6 +37,7 @@
 //	                            bucket's sequence is the last seq handed out
 //	userdata/<owner>/<key>      value as given
 //	meta/format                 layout version of the file
+//	meta/archive-log-seq        the last archive log record applied
 //
 // A nested bucket is never deleted once created, so neither counter ever
 // goes back, even when a roster or queue is emptied.
@@ -98,6 +107,7 @@ type Store struct {
 	db     *bolt.DB
 	path   string
 	writes committer
+	alog   *archiveLog
 	closed atomic.Bool
 }
 
@@ -148,7 +158,20 @@ func Open(path string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, writes: committer{db: db}}, nil
+	s := &Store{db: db, path: path, writes: committer{db: db}}
+	if s.alog, err = openArchiveLog(s, LogFiles(path), o.NoSync); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// LogFiles returns the two files of the archive log of the store at path:
+// the store's file name with ".archive-log" and ".archive-log-2" added.
+// They belong to the store: back up, move and delete the three files
+// together, with the store closed (Close leaves the log files empty).
+func LogFiles(path string) []string {
+	return []string{path + ".archive-log", path + ".archive-log-2"}
 }
 
 // Path returns the file the store was opened on.
@@ -160,7 +183,9 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return storage.ErrClosed
 	}
-	if err := s.db.Close(); err != nil {
+	// The log first: its indexer applies what is logged, through db.
+	lerr := s.alog.close()
+	if err := errors.Join(lerr, s.db.Close()); err != nil {
 		return fmt.Errorf("boltstore: close: %w", err)
 	}
 	return nil

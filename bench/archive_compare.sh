@@ -1,0 +1,47 @@
+#!/bin/bash
+# The archive's cost (issue #3): builds Parley's example host from several source
+# trees and runs xmppbench's msg mode (max rate, then 5,000 msg/s) against each,
+# interleaved round by round (A B C, A B C, ...) so that contention from other
+# work on the machine hits every variant alike. Every run starts the server on a
+# fresh data directory with 100 users. Loopback only, own ports (36222/36223/36280)
+# and directories, so it does not disturb ../shared/bench's servers.
+# Usage: bench/archive_compare.sh OUTDIR ROUNDS name=tree [name=tree ...]
+#   e.g. bench/archive_compare.sh /tmp/cmp 2 before=/tmp/before after=. off=/tmp/off
+set -u
+OUT=${1:?OUTDIR}; ROUNDS=${2:?ROUNDS}; shift 2
+XB=${XB:-/tmp/xb-bin/xmppbench}
+BASE=${XB_CMP_DIR:-/tmp/xb-archive-compare}
+PORT=36222
+mkdir -p "$OUT" "$BASE"
+python3 - "$BASE/users.json" <<'PY'
+import json, sys
+users = [{"address": f"user{i}@localhost", "name": f"User {i}", "password": "benchpass"} for i in range(1, 101)]
+json.dump({"users": users, "aliases": {}}, open(sys.argv[1], "w"))
+PY
+names=()
+for spec in "$@"; do
+  name=${spec%%=*}; tree=${spec#*=}
+  (cd "$tree" && go build -o "$BASE/host-$name" ./examples/host) || { echo "build failed: $tree"; exit 1; }
+  echo "$name: $(cd "$tree" && git rev-parse --short HEAD 2>/dev/null || echo "$tree")" >> "$OUT/builds.txt"
+  names+=("$name")
+done
+run() { # name mode args...
+  local name=$1 mode=$2; shift 2
+  rm -rf "$BASE/data"
+  "$BASE/host-$name" -domain localhost -data "$BASE/data" -users "$BASE/users.json" -domain-roster=false \
+    -xmpp-addr 127.0.0.1:$PORT -xmpps-addr 127.0.0.1:36223 -http-addr 127.0.0.1:36280 > "$BASE/server-$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do grep -q "SCRAM credentials ready" "$BASE/server-$name.log" 2>/dev/null && break; sleep 0.2; done
+  {
+    echo "== $(date -u +%H:%M:%S) $name $mode: $XB msg $* --addr 127.0.0.1:$PORT --pid $pid --label $name"
+    echo "load: $(cat /proc/loadavg); others: $(pgrep -fa 'xmppbench|go test|\.test ' | grep -v "$XB" | cut -c1-100 | tr '\n' ';')"
+    timeout 120 "$XB" msg "$@" --addr 127.0.0.1:$PORT --pid $pid --label "$name"
+  } >> "$OUT/$name-$mode.txt" 2>&1
+  tail -1 "$OUT/$name-$mode.txt" | sed "s/^/{\"variant\":\"$name\",\"mode\":\"$mode\",\"run\":/; s/\$/}/" >> "$OUT/results.jsonl"
+  kill $pid; wait $pid 2>/dev/null
+}
+for r in $(seq "$ROUNDS"); do
+  for n in "${names[@]}"; do run "$n" max -p 50 --duration 20s; done
+  for n in "${names[@]}"; do run "$n" rate5000 -p 50 --duration 20s --rate 5000; done
+done
+echo "results: $OUT"

@@ -1,0 +1,44 @@
+// Package s2s is Parley's federation: server-to-server XMPP streams
+// (RFC 6120) that carry stanzas between the local domains and other
+// servers, so users add contacts on other domains and chat with them as
+// with local ones.
+//
+// # Streams
+//
+// Outbound, a Server finds the remote domain's server through
+// Config.Override, else DNS SRV (_xmpps-server._tcp for direct TLS with
+// ALPN "xmpp-server", XEP-0368, then _xmpp-server._tcp for STARTTLS),
+// else the domain itself on port 5269. Streams are always encrypted. It
+// authenticates with SASL EXTERNAL (XEP-0178) when the peer accepts its
+// certificate, and with Server Dialback (XEP-0220, keys per XEP-0185)
+// otherwise, unless Config.Policy is CertOnly. One stream per pair of
+// local and remote domain carries stanzas in order; it closes after
+// Config.IdleTimeout without traffic.
+//
+// Inbound (Serve, ServeTLS), it offers STARTTLS (required), then SASL
+// EXTERNAL when the peer's certificate verifies against Config.RootCAs for
+// the domain it claims, and dialback. A dialback key is checked with the
+// authoritative server of the claimed domain, found through DNS like any
+// other, so a peer that is not authoritative for the domain, or sends a
+// wrong key, gets type='invalid'; a claim for a domain not served here
+// gets item-not-found. Further domains may be piggybacked on a stream;
+// each is verified on its own. A stanza is accepted only when its 'from'
+// is on a domain the stream proved and its 'to' on a local domain for
+// which it proved it; anything else ends the stream with a stream error.
+//
+// # Delivery
+//
+// Send never blocks on the network: stanzas wait in a bounded queue while
+// the stream is established. When that fails every queued stanza comes
+// back to its sender through Local.Deliver as an error stanza:
+// remote-server-not-found when the server cannot be found, refuses the
+// connection or our authentication, or is not allowed by Config.Allow and
+// Config.Deny; remote-server-timeout when it does not answer within
+// Config.ConnectTimeout. Stanzas to local domains never leave.
+//
+// The stanza size, authentication and write timeouts are those of client
+// streams unless set here.
+//
+// *xmppsrv.Server is the Local; parley.Server wires the two together from
+// parley.Config.Federation.
+package s2s
