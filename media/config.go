@@ -93,8 +93,9 @@ type Config struct {
 	// below what a link carries when a sender's or receiver's CPU is busy
 	// (scheduling delay reads as queueing; see pion/interceptor#156), and
 	// would then pause videos on a healthy connection. Packet loss is what
-	// proves a link short: a subscriber whose congestion controller saw
-	// loss gets the plain estimate, without this floor, for 10 seconds.
+	// proves a link short: a subscriber whose congestion controller sees
+	// more than 10% loss (where GCC's own loss controller starts to cut)
+	// gets the plain estimate, without this floor, for 10 seconds.
 	LosslessBitrate int
 	// DisableH264 and DisableVP9 keep those codecs out of negotiation.
 	// Opus and VP8 are always offered.

@@ -32,7 +32,8 @@
 //     client receives whenever tracks come and go. Each side only offers on
 //     its own connection, so offers never cross and glare cannot happen;
 //     the SFU keeps one offer in flight and coalesces changes meanwhile.
-//     ICE candidates trickle both ways.
+//     ICE candidates trickle both ways. A client whose network changed
+//     restarts ICE on both connections without rejoining (iceRestart).
 //   - Authorisation: the first message carries a credential; the host's
 //     Authorizer turns it into a Grant (room, participant, name, Role,
 //     Limits). Package meeting plugs in here, and listens to the room
@@ -42,7 +43,8 @@
 //     subscriber's bounded queue without blocking. Each subscriber has one
 //     writer goroutine that rewrites the header (SSRC, payload type, and
 //     sequence numbers and timestamps that stay continuous across layer
-//     switches and mutes) and writes through pion's interceptors. A slow
+//     switches and mutes; for VP8 also the picture ID and TL0PICIDX) and
+//     writes through pion's interceptors. A slow
 //     subscriber loses packets, which it NACKs (answered from the cache)
 //     and, failing that, gets a keyframe; it never slows anyone else.
 //   - Keyframes: a new subscriber, a layer switch, a resume after a mute
@@ -52,7 +54,9 @@
 //     subscriber's layers are chosen to fit the bandwidth estimated by
 //     pion's send-side congestion controller (GCC over transport-wide CC
 //     feedback), screen shares first, then the active speaker, capped by
-//     the display size the subscriber reports.
+//     the display size the subscriber reports. A subscriber that loses
+//     no packets keeps at least Config.LosslessBitrate: pion's
+//     delay-based estimate alone reads a busy CPU as a full link.
 //   - Audio levels (RFC 6464) drive an active-speaker event.
 //   - Moderators (and the host, through SFU methods) can mute a
 //     participant's mic, stop their video, remove them, and record.

@@ -61,6 +61,7 @@ type participant struct {
 	prefs          map[string]layerPref
 	awaitingAnswer bool
 	pendingOffer   bool
+	pendingRestart bool // the next offer restarts ICE
 	subReady       bool // first offer sent: candidates may follow
 	subCands       []webrtc.ICECandidateInit
 
@@ -312,6 +313,8 @@ func (p *participant) handle(m clientMsg) (done bool) {
 		if err := p.room.setRecording(m.On, p.id); err != nil {
 			p.sendError(m.Type, codeOf(err), err.Error())
 		}
+	case msgICERestart:
+		p.restartSub()
 	case msgLeave:
 		p.reason.CompareAndSwap(nil, ptr("leave"))
 		return true
@@ -628,7 +631,12 @@ func (p *participant) negotiate() {
 		p.pendingOffer = true
 		return
 	}
-	offer, err := p.sub.CreateOffer(nil)
+	var opts *webrtc.OfferOptions
+	if p.pendingRestart {
+		opts = &webrtc.OfferOptions{ICERestart: true}
+		p.pendingRestart = false
+	}
+	offer, err := p.sub.CreateOffer(opts)
 	if err != nil {
 		p.sfu.cfg.Logger.Warn("media: create offer", "participant", p.id, "err", err)
 		return
@@ -664,6 +672,16 @@ func (p *participant) negotiate() {
 		}
 		p.subCands = nil
 	}
+}
+
+// restartSub makes the next subscriber offer, at once or after the answer
+// awaited, one with new ICE credentials: the client asks for it when its
+// network changed (SIGNALLING.md, iceRestart).
+func (p *participant) restartSub() {
+	p.subMu.Lock()
+	p.pendingRestart = true
+	p.subMu.Unlock()
+	p.negotiate()
 }
 
 func (p *participant) onSubAnswer(sdp string) error {
@@ -901,16 +919,16 @@ func (p *participant) budget(now time.Time) int {
 	return floor
 }
 
-// lossSeen reads pion's GCC statistics: loss now, or a loss-based target
-// still held below the delay-based one by earlier loss.
+// lossSeen reads pion's GCC statistics: more than 10% of packets lost,
+// which is where GCC's loss-based controller itself starts to cut (it
+// holds between 2% and 10%: loss that low is noise, not a full link).
 func lossSeen(st map[string]any) bool {
-	if l, ok := st["averageLoss"].(float64); ok && l > 0.02 {
-		return true
-	}
-	lt, ok1 := st["lossTargetBitrate"].(int)
-	dt, ok2 := st["delayTargetBitrate"].(int)
-	return ok1 && ok2 && lt > 0 && lt < dt*9/10
+	l, ok := st["averageLoss"].(float64)
+	return ok && l > lossCongested
 }
+
+// lossCongested is the loss ratio that lifts the lossless floor.
+const lossCongested = 0.10
 
 // Nominal simulcast layer rates until a layer has been measured.
 var nominalRates = [maxLayers]int{150_000, 500_000, 1_500_000}

@@ -60,6 +60,10 @@ const (
 	msgModerate  = "moderate"
 	msgRecord    = "record"
 	msgLeave     = "leave"
+	// iceRestart asks for a new subscriber offer with new ICE credentials
+	// (the client's network changed); the client restarts "pub" itself
+	// with an offer of new credentials.
+	msgICERestart = "iceRestart"
 )
 
 // Server message types (besides offer, answer and candidate).

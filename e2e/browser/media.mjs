@@ -212,6 +212,24 @@ try {
     '; highlighted tiles:', await alice.evaluate(() => document.querySelectorAll('.media-tile.speaking').length));
   await shot(alice, 'alice-three-people');
 
+  step('Bob\'s network changes: ICE restarts on both his connections; he and the others keep seeing and hearing');
+  {
+    const ufrags = () => bob.evaluate(() => {
+      const u = d => (/a=ice-ufrag:(\S+)/.exec(d ? d.sdp : '') || [])[1] || '';
+      return [u(window.parleyMedia.pub.remoteDescription), u(window.parleyMedia.sub.remoteDescription)];
+    });
+    const before = await ufrags();
+    await bob.evaluate(() => window.parleyMedia.restartIce());
+    await until(bob, 'new ICE credentials from the SFU on both connections', b => {
+      const u = d => (/a=ice-ufrag:(\S+)/.exec(d ? d.sdp : '') || [])[1] || '';
+      return u(window.parleyMedia.pub.remoteDescription) !== b[0] && u(window.parleyMedia.sub.remoteDescription) !== b[1]
+        && [window.parleyMedia.pub, window.parleyMedia.sub].every(pc => ['connected', 'completed'].includes(pc.iceConnectionState));
+    }, before);
+    console.log('  ICE credentials before', before.join(' '), 'after', (await ufrags()).join(' '));
+    await seesAndHears('bob', bob, ['alice', 'carol']);
+    await seesAndHears('alice', alice, ['bob', 'carol']);
+  }
+
   step('Bob shares his screen; Alice and Carol see it');
   await bob.click('#media-screen');
   await visible(bob, '#parley-media .media-tile.screen');
@@ -292,11 +310,16 @@ try {
   await alice.click('label.switch:has(input[data-setting="recording"]) .slider');
   await alice.click('#drawer-close');
   await visible(alice, '#media-record');
+  const recStart = Date.now();
   await alice.click('#media-record');
   for (const [name, page] of Object.entries(people)) await visible(page, '#media-rec');
   await shot(carol, 'carol-recording-indicator');
   await sleep(5000);
   await alice.click('#media-record');
+  await alice.locator('#media-rec').waitFor({ state: 'hidden', timeout });
+  // The most the recording can last: from the click on Record to the
+  // organizer's indicator going out (media_browser_test.go checks it).
+  console.log(`RECORDING_WINDOW ${((Date.now() - recStart) / 1000).toFixed(2)}`);
   for (const [name, page] of Object.entries(people)) {
     await page.locator('#media-rec').waitFor({ state: 'hidden', timeout });
   }

@@ -106,6 +106,8 @@
     get connected() { return !!(S.ws && S.ws.readyState === WebSocket.OPEN && S.id); },
     // How many of our own tracks (mic, camera, screen) are live.
     get sending() { return [S.local.mic, S.local.camera, S.local.screen].filter(t => t && t.readyState === 'live').length; },
+    // What a network change does (tests and debugging).
+    restartIce() { restartICE('both'); },
   };
 
   const meetingRole = () => (window.parleyMeeting.participant || {}).role || '';
@@ -256,6 +258,8 @@
     S.pub.onicecandidate = e => { if (e.candidate && session === S.session) send({ type: 'candidate', pc: 'pub', candidate: e.candidate.toJSON() }); };
     S.sub.onicecandidate = e => { if (e.candidate && session === S.session) send({ type: 'candidate', pc: 'sub', candidate: e.candidate.toJSON() }); };
     S.sub.ontrack = () => bindRemote();
+    watchICE(S.pub, 'pub', session);
+    watchICE(S.sub, 'sub', session);
     setStatus('');
     render();
     renderBar();
@@ -266,6 +270,42 @@
     // Not awaited: the answer to our offer comes through this same inbox.
     publishLocal(session).catch(err => console.warn('media: publishing', err));
   }
+
+  // --- network changes ---
+
+  // watchICE restarts ICE on a connection whose path failed or stayed
+  // disconnected (the network changed: Wi-Fi to mobile, a new address),
+  // keeping the session, its tracks and the WebSocket.
+  function watchICE(pc, which, session) {
+    let timer = null;
+    pc.addEventListener('iceconnectionstatechange', () => {
+      clearTimeout(timer);
+      if (session !== S.session) return;
+      const st = pc.iceConnectionState;
+      if (st === 'failed') restartICE(which);
+      else if (st === 'disconnected') {
+        timer = setTimeout(() => {
+          if (session === S.session && pc.iceConnectionState === 'disconnected') restartICE(which);
+        }, 1500);
+      }
+    });
+  }
+
+  // restartICE: "pub" offers new ICE credentials; for "sub", which the SFU
+  // offers, we ask it to (SIGNALLING.md, iceRestart).
+  function restartICE(which) {
+    if (!S.id) return;
+    if (which !== 'sub' && S.pub && S.pub.remoteDescription) {
+      S.pub.restartIce();
+      negotiatePub();
+    }
+    if (which !== 'pub' && S.sub) send({ type: 'iceRestart' });
+  }
+
+  // Back online: restart at once rather than wait for ICE to notice.
+  // (navigator.connection's change event is not used: Chromium fires it
+  // whenever its estimate of the network's speed moves.)
+  window.addEventListener('online', () => restartICE('both'));
 
   // --- publishing ---
 
