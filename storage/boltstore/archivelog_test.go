@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -352,4 +353,78 @@ func TestArchiveLogIDsOutOfOrder(t *testing.T) {
 	if err := s.AppendMessages(ctx, m(7)); err != nil {
 		t.Fatalf("id 7 after a failed call that had it: %v", err)
 	}
+}
+
+// TestArchiveLogReplayRepeatedID: a log whose records hold one ID twice
+// (which AppendMessages never lets happen) still opens, with the message
+// once in the archive and in its postings, whether the two records are
+// applied in one transaction or the second finds the first in the
+// database.
+func TestArchiveLogReplayRepeatedID(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	record := func(name string, batches ...[]storage.ArchivedMessage) []byte {
+		path := filepath.Join(dir, name)
+		s, err := Open(path, &Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		for _, b := range batches {
+			if err := s.AppendMessages(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return logOf(t, path)[:s.alog.size[0]]
+	}
+	one := logMessages("alice@x", "bob@x", 0, 1)
+	a := record("a.db", one) // seq 1: the message
+	// seq 1: another message; seq 2: the message again and a new one.
+	b := record("b.db", logMessages("alice@x", "bob@x", 5, 1), append(logMessages("alice@x", "bob@x", 0, 2), logMessages("carol@x", "bob@x", 3, 1)...))
+	second := b[logHeader+binary.BigEndian.Uint32(b):]
+	log := append(bytes.Clone(a), second...)
+	check := func(t *testing.T, s *Store) {
+		if got := countArchive(t, s, "alice@x"); len(got) != 2 {
+			t.Fatalf("%d messages, want 2 (the repeated one once)", len(got))
+		}
+		if got := countArchive(t, s, "carol@x"); len(got) != 1 {
+			t.Fatalf("carol: %d messages, want 1", len(got))
+		}
+		found, _, err := s.QueryMessages(ctx, "alice@x", storage.ArchiveQuery{Text: "lunch"})
+		if err != nil || len(found) != 2 {
+			t.Fatalf("search: %d, %v", len(found), err)
+		}
+	}
+	t.Run("one transaction", func(t *testing.T) {
+		dst := filepath.Join(t.TempDir(), "dst.db")
+		if err := os.WriteFile(LogFiles(dst)[0], log, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dst, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		check(t, s)
+	})
+	t.Run("second transaction", func(t *testing.T) {
+		dst := filepath.Join(t.TempDir(), "dst.db")
+		// First the database applies seq 1 alone, then seq 2 comes.
+		if err := os.WriteFile(LogFiles(dst)[0], a, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dst, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if err := os.WriteFile(LogFiles(dst)[0], log, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if s, err = Open(dst, nil); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		check(t, s)
+	})
 }
