@@ -248,12 +248,12 @@ func (p *PEP) HandleIQ(s *Session, el, ps *Element, owner jid.JID) bool {
 			return true
 		}
 		n, err := p.svc.Retract(ctx, owner, s.full, op.Get("node"), it.Get("id"))
+		if err == nil {
+			p.bookmarksChanged(s, n.Name, nil)
+		}
 		p.reply(s, el, err)
 		if err == nil && (boolAttr(op.Get("notify")) || n.Config.NotifyRetract()) {
 			p.notify(n, NewElement(nsPubsubEvent, "retract", "id", it.Get("id")), s.full)
-		}
-		if err == nil {
-			p.bookmarksChanged(s, n.Name, nil)
 		}
 	case !get && op.Local == "create":
 		fields := map[string]string{}
@@ -432,10 +432,12 @@ func (p *PEP) publish(s *Session, el, ps, op *Element, owner jid.JID) {
 		p.reply(s, el, err)
 		return
 	}
+	// The other bookmarks node is brought in step before the result, so
+	// that a client that saw the result reads both nodes changed.
+	p.bookmarksChanged(s, req.Node, payloads[0])
 	out := NewElement(nsPubsub, "publish", "node", res.Node.Name).Add(NewElement(nsPubsub, "item", "id", res.Item.ID))
 	s.send(iqResult(el, NewElement(nsPubsub, "pubsub").Add(out)).Bytes(nsClient))
 	p.notify(res.Node, p.itemElement(nsPubsubEvent, res.Item, res.Node.Config.DeliverPayloads()), s.full)
-	p.bookmarksChanged(s, req.Node, payloads[0])
 }
 
 // bookmarksChanged keeps the two PEP bookmark nodes in step after a

@@ -99,13 +99,13 @@ func (p *privateStorage) HandleIQ(s *Session, el, q *Element, owner jid.JID) boo
 			return true
 		}
 	}
-	s.send(iqResult(el, nil).Bytes(nsClient))
 	for _, k := range kids {
 		if k.Space == nsBookmarks && k.Local == "storage" {
 			p.bookmarksToPEP(s, k)
 			p.legacyPEP(s)
 		}
 	}
+	s.send(iqResult(el, nil).Bytes(nsClient))
 	return true
 }
 
