@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,15 +116,9 @@ type boshSess struct {
 	idle      *time.Timer
 
 	// The Session's side.
-	in       chan []byte
-	inErr    error
-	inDone   chan struct{}
-	doneOnce sync.Once
-	pending  []byte
-	dmu      sync.Mutex
-	deadline time.Time
-	wmu      sync.Mutex
-	split    splitter
+	input frameIn
+	wmu   sync.Mutex
+	split splitter
 }
 
 // boshHeld is a request held for data; the handler waits on done.
@@ -257,7 +250,7 @@ func (h *boshHandler) create(w http.ResponseWriter, r *http.Request, body *Eleme
 		h: h, sid: randomID(18), domain: to, lang: lang, wait: wait, hold: hold, requests: hold + 1,
 		remote: wsAddr(r.RemoteAddr), local: wsAddr(r.Host),
 		nextRID: rid, cache: make(map[uint64][]byte),
-		in: make(chan []byte, 64), inDone: make(chan struct{}),
+		input: newFrameIn(64),
 	}
 	sess.cond = sync.NewCond(&sess.mu)
 	h.mu.Lock()
@@ -555,7 +548,7 @@ func (b *boshSess) failLocked(cond string) {
 	if !b.closed {
 		b.closed = true
 		b.condition = cond
-		b.endInput(io.ErrUnexpectedEOF)
+		b.input.end(io.ErrUnexpectedEOF)
 	}
 	b.forget()
 	b.cond.Broadcast()
@@ -576,7 +569,7 @@ func (b *boshSess) startIdle() {
 		if b.open == 0 && !b.closed {
 			// Like a dropped TCP connection: resumable sessions wait.
 			b.closed = true
-			b.endInput(errBOSHInactive)
+			b.input.end(errBOSHInactive)
 			b.forget()
 			b.cond.Broadcast()
 		}
@@ -593,57 +586,16 @@ func (b *boshSess) stopIdle() {
 // feed passes stream bytes to the Session.
 func (b *boshSess) feed(payload [][]byte) bool {
 	for _, p := range payload {
-		select {
-		case b.in <- p:
-		case <-b.inDone:
+		if !b.input.put(p) {
 			return false
 		}
 	}
 	return true
 }
 
-func (b *boshSess) endInput(err error) {
-	b.doneOnce.Do(func() {
-		b.inErr = err
-		close(b.inDone)
-	})
-}
-
 // The Session's side: a net.Conn.
 
-func (b *boshSess) Read(p []byte) (int, error) {
-	for len(b.pending) == 0 {
-		b.dmu.Lock()
-		dl := b.deadline
-		b.dmu.Unlock()
-		var timer <-chan time.Time
-		if !dl.IsZero() {
-			d := time.Until(dl)
-			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			t := time.NewTimer(d)
-			defer t.Stop()
-			timer = t.C
-		}
-		select {
-		case m := <-b.in:
-			b.pending = m
-		case <-b.inDone:
-			select {
-			case m := <-b.in:
-				b.pending = m
-			default:
-				return 0, b.inErr
-			}
-		case <-timer:
-			return 0, os.ErrDeadlineExceeded
-		}
-	}
-	n := copy(p, b.pending)
-	b.pending = b.pending[n:]
-	return n, nil
-}
+func (b *boshSess) Read(p []byte) (int, error) { return b.input.read(p) }
 
 // Write queues what the Session writes for the next response: one element
 // at a time, framed as XEP-0206 wants (stanzas qualified by jabber:client);
@@ -663,7 +615,7 @@ func (b *boshSess) Write(p []byte) (int, error) {
 			continue // the BOSH session is the stream
 		case bytes.HasPrefix(f, []byte("<close ")):
 			b.closed = true
-			b.endInput(io.EOF)
+			b.input.end(io.EOF)
 			b.forget()
 			continue
 		case bytes.HasPrefix(f, []byte("<stream:error")):
@@ -690,7 +642,7 @@ func (b *boshSess) Close() error {
 	defer b.mu.Unlock()
 	if !b.closed {
 		b.closed = true
-		b.endInput(net.ErrClosed)
+		b.input.end(net.ErrClosed)
 	}
 	b.stopIdle()
 	b.forget()
@@ -704,9 +656,7 @@ func (b *boshSess) SetDeadline(t time.Time) error {
 	return b.SetReadDeadline(t)
 }
 func (b *boshSess) SetReadDeadline(t time.Time) error {
-	b.dmu.Lock()
-	b.deadline = t
-	b.dmu.Unlock()
+	b.input.setDeadline(t)
 	return nil
 }
 

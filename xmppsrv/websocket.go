@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -105,13 +104,9 @@ type wsConn struct {
 	local  net.Addr
 	remote net.Addr
 
-	in      chan []byte // messages read by the pump
-	inErr   error
-	inDone  chan struct{}
-	pending []byte
+	input frameIn // messages read by the pump, translated
 
 	mu            sync.Mutex
-	readDeadline  time.Time
 	writeDeadline time.Time
 
 	wmu   sync.Mutex
@@ -122,7 +117,7 @@ type wsConn struct {
 
 func newWSConn(c *websocket.Conn, r *http.Request) *wsConn {
 	ctx, stop := context.WithCancel(context.Background())
-	w := &wsConn{c: c, in: make(chan []byte, 16), inDone: make(chan struct{}), ctx: ctx, stop: stop,
+	w := &wsConn{c: c, input: newFrameIn(16), ctx: ctx, stop: stop,
 		remote: wsAddr(r.RemoteAddr), local: wsAddr(r.Host)}
 	go w.pump()
 	return w
@@ -134,24 +129,23 @@ func (a wsAddr) Network() string { return "websocket" }
 func (a wsAddr) String() string  { return string(a) }
 
 func (w *wsConn) pump() {
-	defer close(w.inDone)
 	for {
 		typ, b, err := w.c.Read(w.ctx)
 		if err != nil {
 			if websocket.CloseStatus(err) != -1 {
 				err = io.EOF
 			}
-			w.inErr = err
+			w.input.end(err)
 			return
 		}
 		if typ != websocket.MessageText {
-			w.inErr = errors.New("RFC 7395 frames are text messages")
+			w.input.end(errors.New("RFC 7395 frames are text messages"))
 			return
 		}
 		select {
-		case w.in <- b:
+		case w.input.in <- translateIn(b):
 		case <-w.ctx.Done():
-			w.inErr = io.EOF
+			w.input.end(io.EOF)
 			return
 		}
 	}
@@ -191,39 +185,7 @@ func translateIn(b []byte) []byte {
 	return []byte(hdr.String())
 }
 
-func (w *wsConn) Read(p []byte) (int, error) {
-	for len(w.pending) == 0 {
-		w.mu.Lock()
-		dl := w.readDeadline
-		w.mu.Unlock()
-		var timer <-chan time.Time
-		if !dl.IsZero() {
-			d := time.Until(dl)
-			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			t := time.NewTimer(d)
-			defer t.Stop()
-			timer = t.C
-		}
-		select {
-		case b := <-w.in:
-			w.pending = translateIn(b)
-		case <-w.inDone:
-			select {
-			case b := <-w.in:
-				w.pending = translateIn(b)
-			default:
-				return 0, w.inErr
-			}
-		case <-timer:
-			return 0, os.ErrDeadlineExceeded
-		}
-	}
-	n := copy(p, w.pending)
-	w.pending = w.pending[n:]
-	return n, nil
-}
+func (w *wsConn) Read(p []byte) (int, error) { return w.input.read(p) }
 
 func (w *wsConn) Write(p []byte) (int, error) {
 	w.wmu.Lock()
@@ -262,9 +224,7 @@ func (w *wsConn) SetDeadline(t time.Time) error {
 	return w.SetWriteDeadline(t)
 }
 func (w *wsConn) SetReadDeadline(t time.Time) error {
-	w.mu.Lock()
-	w.readDeadline = t
-	w.mu.Unlock()
+	w.input.setDeadline(t)
 	return nil
 }
 func (w *wsConn) SetWriteDeadline(t time.Time) error {
