@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parleyhq/parley/internal/accept"
 	"github.com/parleyhq/parley/jid"
 	"github.com/parleyhq/parley/xmppsrv"
 )
@@ -292,31 +293,21 @@ func (s *Server) serve(ln net.Listener, direct bool) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.closed.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("s2s: accept: %w", err)
-		}
-		backoff = 0
+	err := accept.Loop(ln, s.closed.Load, nil, func(c net.Conn) bool {
 		if !s.track(c) {
 			c.Close()
-			return ErrServerClosed
+			return false
 		}
 		go func() {
 			defer s.untrack(c)
 			s.serveConn(c, direct)
 		}()
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("s2s: accept: %w", err)
 	}
+	return ErrServerClosed
 }
 
 // ServeConn runs one inbound connection the caller accepted itself; it

@@ -37,7 +37,7 @@ func newLocal(domains ...string) *fakeLocal {
 	return l
 }
 
-func (l *fakeLocal) Local(d string) bool          { return l.domains[d] }
+func (l *fakeLocal) Local(d string) bool         { return l.domains[d] }
 func (l *fakeLocal) Deliver(el *xmppsrv.Element) { l.got <- el }
 
 func (l *fakeLocal) expect(t *testing.T, what string) *xmppsrv.Element {

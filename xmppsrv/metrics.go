@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
-	"syscall"
 )
-
-var errTooManyFiles = syscall.EMFILE
 
 // Metrics are the live figures of the XMPP edge. All fields are updated
 // atomically; WriteOpenMetrics renders them.

@@ -24,6 +24,7 @@ import (
 	"github.com/parleyhq/parley/account"
 	"github.com/parleyhq/parley/chat"
 	"github.com/parleyhq/parley/files"
+	"github.com/parleyhq/parley/internal/accept"
 	"github.com/parleyhq/parley/roster"
 	"github.com/parleyhq/parley/storage"
 )
@@ -256,23 +257,9 @@ func (s *Server) serve(ln net.Listener, direct bool) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.shutdown.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
-				backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-				s.log.Warn("xmpp accept failed; retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("xmppsrv: accept: %w", err)
-		}
-		backoff = 0
+	err := accept.Loop(ln, s.shutdown.Load, func(err error, pause time.Duration) {
+		s.log.Warn("xmpp accept failed; retrying", "err", err, "in", pause)
+	}, func(c net.Conn) bool {
 		if direct {
 			tc := s.cfg.TLS.Clone()
 			if len(tc.NextProtos) == 0 {
@@ -283,10 +270,15 @@ func (s *Server) serve(ln net.Listener, direct bool) error {
 		sess := newSession(s, c, direct)
 		if !s.track(sess) {
 			c.Close()
-			return ErrServerClosed
+			return false
 		}
 		go sess.run()
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("xmppsrv: accept: %w", err)
 	}
+	return ErrServerClosed // shut down, or shutting down as the connection came
 }
 
 // ServeConn runs one client connection that the caller accepted itself
