@@ -91,9 +91,10 @@ type panelHost struct {
 	log                    *lockedBuffer
 }
 
-// startPanelHost checks the tools, builds and starts the example host, and
-// stops it when the test ends.
-func startPanelHost(t *testing.T, domainRoster bool) *panelHost {
+// newPanelHost checks the tools a browser test needs (Chromium, node, the
+// npm package pkg and, with slix, slixmpp for the Python peer) and says
+// how to install what is missing.
+func newPanelHost(t *testing.T, pkg string, slix bool) *panelHost {
 	t.Helper()
 	h := &panelHost{chromium: os.Getenv("CHROMIUM"), python: os.Getenv("E2E_PYTHON"), log: new(lockedBuffer)}
 	if h.chromium == "" {
@@ -106,11 +107,20 @@ func startPanelHost(t *testing.T, domainRoster bool) *panelHost {
 	need(t, err == nil, h.chromium+" is missing: apt-get install -y chromium")
 	h.node, err = exec.LookPath("node")
 	need(t, err == nil, "node is missing: apt-get install -y nodejs npm")
-	_, err = os.Stat(filepath.Join("node_modules", "playwright-core", "package.json"))
-	need(t, err == nil, "playwright-core is missing: (cd e2e/browser && npm ci)")
-	out, err := exec.Command(h.python, "-c", "import slixmpp").CombinedOutput()
-	need(t, err == nil, fmt.Sprintf("%s cannot import slixmpp: apt-get install -y python3-slixmpp (%s)", h.python, bytes.TrimSpace(out)))
+	_, err = os.Stat(filepath.Join("node_modules", pkg, "package.json"))
+	need(t, err == nil, pkg+" is missing: (cd e2e/browser && npm ci)")
+	if slix {
+		out, err := exec.Command(h.python, "-c", "import slixmpp").CombinedOutput()
+		need(t, err == nil, fmt.Sprintf("%s cannot import slixmpp: apt-get install -y python3-slixmpp (%s)", h.python, bytes.TrimSpace(out)))
+	}
+	return h
+}
 
+// startPanelHost checks the tools, builds and starts the example host, and
+// stops it when the test ends.
+func startPanelHost(t *testing.T, domainRoster bool) *panelHost {
+	t.Helper()
+	h := newPanelHost(t, "playwright-core", true)
 	return launchHost(t, h, fmt.Sprintf("-domain-roster=%t", domainRoster))
 }
 

@@ -26,16 +26,6 @@ func TestPanelFiles(t *testing.T) {
 // allowed.
 func startFilesHost(t *testing.T) *panelHost {
 	t.Helper()
-	h := &panelHost{chromium: os.Getenv("CHROMIUM"), python: os.Getenv("E2E_PYTHON"), log: new(lockedBuffer)}
-	if h.chromium == "" {
-		h.chromium = "/usr/bin/chromium"
-	}
-	_, err := os.Stat(h.chromium)
-	need(t, err == nil, h.chromium+" is missing: apt-get install -y chromium")
-	h.node, err = exec.LookPath("node")
-	need(t, err == nil, "node is missing: apt-get install -y nodejs npm")
-	_, err = os.Stat(filepath.Join("node_modules", "playwright-core", "package.json"))
-	need(t, err == nil, "playwright-core is missing: (cd e2e/browser && npm ci)")
-
+	h := newPanelHost(t, "playwright-core", false)
 	return launchHost(t, h, "-domain-roster=true", "-allow-private-links")
 }
