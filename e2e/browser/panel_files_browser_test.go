@@ -3,9 +3,6 @@
 package browser
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 )
 

@@ -12,12 +12,9 @@ runs them.
 
 import argparse
 import asyncio
-import json
 import os
-import signal
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import slixmpp  # noqa: E402
 
 from parleye2e import (  # noqa: E402
-    Env, Fail, _setup_logging, body_from, dump_trace, expect, presence_from, summarize,
+    Env, Fail, _setup_logging, body_from, expect, presence_from, run_scenario, summarize,
 )
 from history import mam_query, new_client  # noqa: E402
 
@@ -192,38 +189,7 @@ def main():
     for spec in (a.a, a.b):
         addr, users, domain = spec.split(",")
         envs.append(Env(addr, users, domain))
-    name = a.scenario
-
-    def hard_timeout(signum, frame):
-        print("FAIL %s: hard timeout of %ss exceeded" % (name, a.timeout), file=sys.stderr)
-        dump_trace()
-        sys.stderr.flush()
-        os._exit(3)
-
-    signal.signal(signal.SIGALRM, hard_timeout)
-    signal.alarm(int(a.timeout) + 5)
-
-    async def run():
-        clients = []
-        try:
-            await asyncio.wait_for(SCENARIOS[name](envs[0], envs[1], clients, *a.args), a.timeout)
-        finally:
-            for c in clients:
-                await c.close()
-
-    started = time.monotonic()
-    try:
-        asyncio.run(run())
-    except Fail as e:
-        print("FAIL %s: %s" % (name, e), file=sys.stderr)
-        dump_trace()
-        sys.exit(1)
-    except Exception:
-        print("FAIL %s: unexpected exception" % name, file=sys.stderr)
-        traceback.print_exc()
-        dump_trace()
-        sys.exit(2)
-    print("PASS %s (%.1fs)" % (name, time.monotonic() - started))
+    run_scenario(a.scenario, a.timeout, lambda clients: SCENARIOS[a.scenario](envs[0], envs[1], clients, *a.args))
 
 
 if __name__ == "__main__":

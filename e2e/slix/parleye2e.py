@@ -327,21 +327,27 @@ def run(scenarios, argv=None):
     a = ap.parse_args(argv)
     _setup_logging(a.verbose)
     env = Env(a.addr, a.users, a.domain, a.tls_addr)
-    name = a.scenario
+    run_scenario(a.scenario, a.timeout, lambda clients: scenarios[a.scenario](env, clients, *a.args))
+
+
+def run_scenario(name, timeout, start):
+    """Run start(clients), a scenario coroutine that appends the clients it
+    opens to clients, under a deadline and a hard alarm behind it; close the
+    clients; print PASS or FAIL and exit non-zero on failure."""
 
     def hard_timeout(signum, frame):
-        print("FAIL %s: hard timeout of %ss exceeded (the scenario hung)" % (name, a.timeout), file=sys.stderr)
+        print("FAIL %s: hard timeout of %ss exceeded (the scenario hung)" % (name, timeout), file=sys.stderr)
         dump_trace()
         sys.stderr.flush()
         os._exit(3)
 
     signal.signal(signal.SIGALRM, hard_timeout)
-    signal.alarm(int(a.timeout) + 5)
+    signal.alarm(int(timeout) + 5)
 
     async def main():
         clients = []
         try:
-            await asyncio.wait_for(scenarios[name](env, clients, *a.args), a.timeout)
+            await asyncio.wait_for(start(clients), timeout)
         finally:
             for c in clients:
                 await c.close()
@@ -354,7 +360,7 @@ def run(scenarios, argv=None):
         dump_trace()
         sys.exit(1)
     except asyncio.TimeoutError:
-        print("FAIL %s: timed out after %ss" % (name, a.timeout), file=sys.stderr)
+        print("FAIL %s: timed out after %ss" % (name, timeout), file=sys.stderr)
         traceback.print_exc()
         dump_trace()
         sys.exit(1)
