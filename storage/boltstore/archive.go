@@ -232,14 +232,10 @@ type posting struct {
 // are cut from shared chunks, a message's ID string and terms serve both
 // of its copies, and the terms of an ASCII body are substrings of it.
 func prepareIndex(msgs []loggedMessage) ([]*ownerAppend, error) {
-	type termKey struct {
-		oa   *ownerAppend
-		term string
-	}
 	var (
 		byOwner  = make(map[string]*ownerAppend)
 		order    []*ownerAppend
-		postings = make(map[termKey]int) // index in lists
+		postings = make(map[*ownerAppend]map[string]int) // index in lists
 		lists    []posting
 		lastBody []byte
 		lastID   []byte
@@ -253,7 +249,9 @@ func prepareIndex(msgs []loggedMessage) ([]*ownerAppend, error) {
 			oa = &ownerAppend{owner: m.owner}
 			byOwner[m.owner] = oa
 			order = append(order, oa)
+			postings[oa] = make(map[string]int)
 		}
+		ot := postings[oa]
 		d := decoder{b: m.val[messageHeader:]}
 		with, clientID, body := d.bytes(), d.bytes(), d.bytes()
 		if d.err || len(with) == 0 {
@@ -282,25 +280,26 @@ func prepareIndex(msgs []loggedMessage) ([]*ownerAppend, error) {
 			terms, lastBody = appendIndexTerms(terms[:0], string(body)), body
 		}
 		for _, t := range terms {
-			k := termKey{oa, t}
-			i, ok := postings[k]
+			i, ok := ot[t]
 			if !ok {
 				i = len(lists)
-				postings[k] = i
+				ot[t] = i
 				lists = append(lists, posting{term: t})
 			}
 			lists[i].ids = append(lists[i].ids, id)
 		}
 	}
-	for k, i := range postings {
-		p := lists[i]
-		if !slices.IsSorted(p.ids) {
-			slices.Sort(p.ids)
-		}
-		p.ids = slices.Compact(p.ids)
-		k.oa.terms = append(k.oa.terms, p)
-	}
 	for _, oa := range order {
+		ot := postings[oa]
+		oa.terms = make([]posting, 0, len(ot))
+		for _, i := range ot {
+			p := lists[i]
+			if !slices.IsSorted(p.ids) {
+				slices.Sort(p.ids)
+			}
+			p.ids = slices.Compact(p.ids)
+			oa.terms = append(oa.terms, p)
+		}
 		slices.SortFunc(oa.terms, func(a, b posting) int { return strings.Compare(a.term, b.term) })
 	}
 	return order, nil
@@ -322,6 +321,8 @@ func (c *chunks) take(n int) []byte {
 }
 
 // present reports the messages of batch already in their owner's archive.
+// IDs nearly always come in order, so one look at the owner's newest ID
+// usually settles all of an owner's messages.
 func present(tx *bolt.Tx, batch []*ownerAppend) map[[2]string]bool {
 	var dup map[[2]string]bool
 	for _, oa := range batch {
@@ -329,7 +330,11 @@ func present(tx *bolt.Tx, batch []*ownerAppend) map[[2]string]bool {
 		if ab == nil {
 			continue
 		}
+		last, _ := ab.msg.Cursor().Last()
 		for _, m := range oa.msgs {
+			if bytes.Compare(m.id, last) > 0 {
+				continue
+			}
 			if ab.msg.Get(m.id) != nil {
 				if dup == nil {
 					dup = make(map[[2]string]bool)
@@ -962,8 +967,14 @@ func (s *Store) DeleteConversation(ctx context.Context, owner, with string) erro
 func addPostings(tb *bolt.Bucket, term string, ids []string, bl *block) error {
 	p := appendString(bl.p[:0], term)
 	bl.p = p
+	if bl.cb != tb {
+		bl.c, bl.cb = tb.Cursor(), tb
+	}
+	// One cursor for the bucket: every use starts with a Seek, which
+	// walks from the root again, so the Puts in between do not confuse
+	// it, and its stack is not allocated anew for each term.
+	c := bl.c
 	for len(ids) > 0 {
-		c := tb.Cursor()
 		bl.seek = append(append(bl.seek[:0], p...), ids[0]...)
 		k, v := blockAt(c, p, bl.seek)
 		var (
@@ -1317,6 +1328,8 @@ type block struct {
 	// bbolt (which keeps them until the commit).
 	p, seek []byte
 	keys    chunks
+	c       *bolt.Cursor // on cb
+	cb      *bolt.Bucket
 }
 
 // decode reads a block, checking that IDs strictly increase and that
