@@ -628,3 +628,38 @@ func TestInboundAuthTimeout(t *testing.T) {
 		t.Fatalf("unauthenticated stream answered with %s", se.Bytes(""))
 	}
 }
+
+// TestReadRateSlowsAFloodAndLosesNothing: a stream that carries more than
+// Config.ReadRate is read more slowly, and every stanza arrives in order.
+func TestReadRateSlowsAFloodAndLosesNothing(t *testing.T) {
+	const rate, burst = 64 << 10, 16 << 10
+	a, b := pair(t, nil, false, func(c *Config) { c.ReadRate, c.ReadBurst = rate, burst })
+	b.local.got = make(chan *xmppsrv.Element, 1024)
+	a.srv.Send(message("alice@a.test/x", "bob@b.test", "warm-up"))
+	b.local.expect(t, "the first message")
+
+	const n = 300
+	size := 0
+	start := time.Now()
+	for i := range n {
+		m := message("alice@a.test/x", "bob@b.test", fmt.Sprintf("%d %s", i, strings.Repeat("x", 200)))
+		size += len(m.Bytes(nsServer))
+		a.srv.Send(m)
+	}
+	for i := range n {
+		select {
+		case el := <-b.local.got:
+			if want := fmt.Sprintf("%d ", i); !strings.HasPrefix(el.ChildText(nsClient, "body"), want) {
+				t.Fatalf("message %d: %s", i, el.Bytes(nsServer))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d messages arrived", i, n)
+		}
+	}
+	elapsed := time.Since(start)
+	// A lower bound only: a loaded machine makes this slower, never faster.
+	if min := time.Duration(float64(size-burst) / rate * float64(time.Second) * 3 / 4); elapsed < min {
+		t.Fatalf("%d bytes at %d bytes/s with a burst of %d took %v: not throttled (at least %v)", size, rate, burst, elapsed, min)
+	}
+	t.Logf("%d bytes in %v", size, elapsed)
+}
