@@ -25,6 +25,7 @@ const (
 	nsClient   = "jabber:client"
 	nsDialback = "jabber:server:dialback"
 	nsDBFeat   = "urn:xmpp:features:dialback"
+	nsSM       = "urn:xmpp:sm:3"
 	nsTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
 	nsSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
 	nsStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
@@ -88,6 +89,9 @@ type xconn struct {
 	// bounds the silence before each read returns.
 	until atomic.Int64
 	idle  atomic.Int64
+	// sm is set on an outbound stream whose peer enabled stream
+	// management (XEP-0198).
+	sm bool
 	// rate is Config.ReadRate's budget, the same across STARTTLS and
 	// stream restarts.
 	rate *ratelimit.Bucket
