@@ -160,6 +160,15 @@ func TestFederationBetweenTwoParleys(t *testing.T) {
 		if !strings.Contains(h.log.String(), "inbound stream authenticated by dialback") {
 			t.Errorf("%s: no stream was authenticated by dialback (self-signed certificates)", h.domain)
 		}
+		// Each side's outbound stream runs with stream management
+		// (XEP-0198 acknowledgements), which the other enabled.
+		if !strings.Contains(h.log.String(), `msg="s2s: stream management" on=true`) ||
+			!strings.Contains(h.log.String(), "stream management enabled by the peer") {
+			t.Errorf("%s: a stream without stream management", h.domain)
+		}
+		if strings.Contains(h.log.String(), "bad acknowledgement") {
+			t.Errorf("%s: an acknowledgement was refused", h.domain)
+		}
 	}
 }
 

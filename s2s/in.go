@@ -212,6 +212,7 @@ func (in *inStream) handle(el *xmppsrv.Element) error {
 		// Acknowledgements only: a broken stream is established again and
 		// the peer sends what was not acknowledged, so no resumption.
 		in.sm = true
+		s.log.Debug("s2s: stream management enabled by the peer", "peer", in.peer)
 		x.write([]byte(`<enabled xmlns="` + nsSM + `"/>`))
 		return nil
 	case el.Space == nsSM && el.Local == "r" && in.sm:

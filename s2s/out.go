@@ -590,6 +590,7 @@ func (x *xconn) enableSM(feats *xmppsrv.Element) error {
 			continue
 		}
 		x.sm = el.Local == "enabled"
+		x.srv.log.Debug("s2s: stream management", "on", x.sm, "reply", el.Local)
 		return nil
 	}
 }
