@@ -1,6 +1,7 @@
 package xmppsrv
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -71,6 +72,22 @@ func withStanzaID(el *Element, id string, by jid.JID) *Element {
 	c := el.ShallowCopy()
 	c.Children = append(append([]Node(nil), el.Children...), Node{El: stanzaID(id, by)})
 	return c
+}
+
+// withStanzaIDWire returns what withStanzaID(el, id, by).Bytes(nsClient)
+// would, from data, el.Bytes(nsClient), which the archive needed anyway:
+// the stanza-id spliced in before the end tag. nil when data has no end
+// tag to splice at (a message with no children).
+func withStanzaIDWire(data []byte, id string, by jid.JID) []byte {
+	const end = "</message>"
+	if !bytes.HasSuffix(data, []byte(end)) {
+		return nil
+	}
+	sid := stanzaID(id, by).Bytes(nsClient)
+	out := make([]byte, 0, len(data)+len(sid))
+	out = append(out, data[:len(data)-len(end)]...)
+	out = append(out, sid...)
+	return append(out, end...)
 }
 
 // recordStates stores receipts and chat markers with the message they

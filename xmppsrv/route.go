@@ -111,6 +111,7 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 	var (
 		msgs []storage.ArchivedMessage
 		id   string
+		wire []byte // delivered's serialisation, when at hand
 	)
 	if archivable(el, typ) && srv.cfg.Chat.Archiving() {
 		// Stored in both archives before anyone sees it.
@@ -126,6 +127,7 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 			msgs = append(msgs, in)
 		}
 		delivered = withStanzaID(el, id, to.Bare())
+		wire = withStanzaIDWire(data, id, to.Bare())
 	}
 	srv.afterArchive(s, msgs, func(err error) {
 		if err != nil {
@@ -133,7 +135,7 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 			bounce("internal-server-error", "the message could not be stored; send it again")
 			return
 		}
-		got := srv.deliverMessage(delivered, to, typ, bounce)
+		got := srv.deliverWire(delivered, wire, to, typ, bounce)
 		sent := el
 		if id != "" && srv.sentCopiesWanted(s) {
 			sent = withStanzaID(el, id, s.bare)
@@ -202,6 +204,18 @@ func (srv *Server) receivedCopies(received *Element, to jid.JID, typ string, got
 // delivered and must not be stored.
 // It returns the sessions the message was handed to.
 func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce func(cond, text string)) []*Session {
+	return srv.deliverWire(el, nil, to, typ, bounce)
+}
+
+// deliverWire is deliverMessage with el's serialisation at hand (wire,
+// from withStanzaIDWire), or nil to make it when needed.
+func (srv *Server) deliverWire(el *Element, wire []byte, to jid.JID, typ string, bounce func(cond, text string)) []*Session {
+	serialised := func() []byte {
+		if wire == nil {
+			wire = el.Bytes(nsClient)
+		}
+		return wire
+	}
 	defer srv.notifyPush(el, to, typ) // XEP-0357, for devices with no connected session
 	sessions := srv.router.Resources(to.Bare().String())
 	stateOnly := chatStateOnly(el)
@@ -211,7 +225,7 @@ func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce fu
 				if stateOnly && r.inactive.Load() {
 					return nil // XEP-0352: an inactive client does without
 				}
-				if r.send(el.Bytes(nsClient)) {
+				if r.send(serialised()) {
 					return []*Session{r}
 				}
 				break
@@ -232,7 +246,7 @@ func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce fu
 		bounce("service-unavailable", "this address is not a group chat")
 		return nil
 	case "headline":
-		b := el.Bytes(nsClient)
+		b := serialised()
 		var got []*Session
 		for _, r := range sessions {
 			if p, ok := r.priority(); ok && p >= 0 && r.send(b) {
@@ -247,7 +261,7 @@ func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce fu
 	best := mostAvailable(srv.router.Resources(to.Bare().String()))
 	var got []*Session
 	if len(best) > 0 {
-		b := el.Bytes(nsClient)
+		b := serialised()
 		for _, r := range best {
 			if stateOnly && r.inactive.Load() {
 				got = append(got, r) // held back, not lost: nothing to store

@@ -1,0 +1,34 @@
+package xmppsrv
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/parleyhq/parley/jid"
+)
+
+// TestWithStanzaIDWire: the delivered message spliced from the archived
+// bytes is byte for byte the serialisation of withStanzaID's copy.
+func TestWithStanzaIDWire(t *testing.T) {
+	by := jid.MustParse("bob@example.test")
+	for _, in := range []string{
+		`<message xmlns='jabber:client' type='chat' to='bob@example.test' id='c1'><body>hi &amp; &lt;bye&gt; "q"</body></message>`,
+		`<message xmlns='jabber:client' type='chat' to='bob@example.test'><body>x</body><active xmlns='http://jabber.org/protocol/chatstates'/><x xmlns='jabber:x:oob' a:b='c' xmlns:a='urn:a'><url>u</url></x></message>`,
+		`<message xmlns='jabber:client' to='bob@example.test'><body>a</body><message xmlns='urn:other'>n</message></message>`,
+	} {
+		el, err := parseElement([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := withStanzaID(el, "0123456789abcdef01234567", by).Bytes(nsClient)
+		if got := withStanzaIDWire(el.Bytes(nsClient), "0123456789abcdef01234567", by); !bytes.Equal(got, want) {
+			t.Errorf("spliced\n%s\nwant\n%s", got, want)
+		}
+	}
+	el, _ := parseElement([]byte(`<message xmlns='jabber:client' to='bob@example.test'/>`))
+	if data := el.Bytes(nsClient); !bytes.HasSuffix(data, []byte("</message>")) {
+		if got := withStanzaIDWire(data, "1", by); got != nil {
+			t.Errorf("spliced %s into a message with no end tag", got)
+		}
+	}
+}
