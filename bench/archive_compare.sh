@@ -23,6 +23,7 @@ PY
 names=()
 for spec in "$@"; do
   name=${spec%%=*}; tree=${spec#*=}
+  rm -f "$BASE/host-$name" "$BASE/host-$name.bin" # go build does not overwrite the wrapper script below
   (cd "$tree" && go build -o "$BASE/host-$name" ./examples/host) || { echo "build failed: $tree"; exit 1; }
   if "$BASE/host-$name" -h 2>&1 | grep -q -- -read-rate; then
     # A build with the client read-rate limit: measure it with the limit

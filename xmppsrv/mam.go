@@ -76,18 +76,23 @@ func withStanzaID(el *Element, id string, by jid.JID) *Element {
 
 // withStanzaIDWire returns what withStanzaID(el, id, by).Bytes(nsClient)
 // would, from data, el.Bytes(nsClient), which the archive needed anyway:
-// the stanza-id spliced in before the end tag. nil when data has no end
-// tag to splice at (a message with no children).
-func withStanzaIDWire(data []byte, id string, by jid.JID) []byte {
+// the stanza-id (written as Element.write writes stanzaID's element)
+// spliced in before the end tag. nil when data has no end tag to splice
+// at (a message with no children).
+func withStanzaIDWire(data []byte, id, by string) []byte {
 	const end = "</message>"
 	if !bytes.HasSuffix(data, []byte(end)) {
 		return nil
 	}
-	sid := stanzaID(id, by).Bytes(nsClient)
-	out := make([]byte, 0, len(data)+len(sid))
-	out = append(out, data[:len(data)-len(end)]...)
-	out = append(out, sid...)
-	return append(out, end...)
+	var b bytes.Buffer
+	b.Grow(len(data) + len(id) + len(by) + 64)
+	b.Write(data[:len(data)-len(end)])
+	b.WriteString(`<stanza-id xmlns="` + nsSID + `" id="`)
+	escapeAttr(&b, id)
+	b.WriteString(`" by="`)
+	escapeAttr(&b, by)
+	b.WriteString(`"/>` + end)
+	return b.Bytes()
 }
 
 // recordStates stores receipts and chat markers with the message they

@@ -119,15 +119,17 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 		now := time.Now()
 		data := el.Bytes(nsClient)
 		m := storage.ArchivedMessage{ID: id, Stamp: now, ClientID: clientID(el), Body: el.ChildText(nsClient, "body"), Data: data}
+		from, rcpt := s.bare.String(), to.Bare().String()
 		out, in := m, m
-		out.Owner, out.With, out.Outgoing = s.bare.String(), to.Bare().String(), true
-		in.Owner, in.With = to.Bare().String(), s.bare.String()
-		msgs = []storage.ArchivedMessage{out}
+		out.Owner, out.With, out.Outgoing = from, rcpt, true
+		in.Owner, in.With = rcpt, from
+		msgs = make([]storage.ArchivedMessage, 1, 2)
+		msgs[0] = out
 		if in.Owner != out.Owner {
 			msgs = append(msgs, in)
 		}
 		delivered = withStanzaID(el, id, to.Bare())
-		wire = withStanzaIDWire(data, id, to.Bare())
+		wire = withStanzaIDWire(data, id, rcpt)
 	}
 	srv.afterArchive(s, msgs, func(err error) {
 		if err != nil {
