@@ -47,6 +47,13 @@ type Federation struct {
 	// carried nothing for that long (default 10 minutes).
 	ConnectTimeout time.Duration
 	IdleTimeout    time.Duration
+	// ReadRate is how many bytes a second one stream from another server
+	// may carry (default 262144, eight times a client's: a stream carries
+	// many users), ReadBurst how many at once (default 1 MiB). A peer
+	// over its rate is read more slowly and loses nothing, as a client
+	// over Config.ReadRate. A negative ReadRate means no limit.
+	ReadRate  int
+	ReadBurst int
 	// Resolver looks up SRV records; nil means net.DefaultResolver.
 	Resolver *net.Resolver
 }
@@ -79,6 +86,8 @@ func (s *Server) newFederation(x *xmppsrv.Server) error {
 		AuthTimeout:    s.cfg.AuthTimeout,
 		ConnectTimeout: f.ConnectTimeout,
 		IdleTimeout:    f.IdleTimeout,
+		ReadRate:       f.ReadRate,
+		ReadBurst:      f.ReadBurst,
 		QueueLength:    s.cfg.QueueLength,
 		Logger:         s.log.With("component", "s2s"),
 	})

@@ -150,6 +150,8 @@ type Config struct {
 
 	// Limits. See xmppsrv.Config for each default.
 	MaxStanzaSize      int           // bytes, default 262144
+	ReadRate           int           // bytes a second one client connection may send, default 32768; negative: no limit
+	ReadBurst          int           // bytes at once over ReadRate, default MaxStanzaSize
 	AuthTimeout        time.Duration // to log in after connecting, default 60s
 	IdleTimeout        time.Duration // silence before a ping, default 120s
 	PingTimeout        time.Duration // to answer that ping, default 30s
@@ -307,6 +309,8 @@ func New(cfg Config) (*Server, error) {
 		Logger:             log.With("component", "xmpp"),
 		Metrics:            s.metrics,
 		MaxStanzaSize:      cfg.MaxStanzaSize,
+		ReadRate:           cfg.ReadRate,
+		ReadBurst:          cfg.ReadBurst,
 		AuthTimeout:        cfg.AuthTimeout,
 		IdleTimeout:        cfg.IdleTimeout,
 		PingTimeout:        cfg.PingTimeout,

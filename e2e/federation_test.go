@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +160,15 @@ func TestFederationBetweenTwoParleys(t *testing.T) {
 	for _, h := range []*fedHost{a, b} {
 		if !strings.Contains(h.log.String(), "inbound stream authenticated by dialback") {
 			t.Errorf("%s: no stream was authenticated by dialback (self-signed certificates)", h.domain)
+		}
+		// Each side's outbound stream runs with stream management
+		// (XEP-0198 acknowledgements), which the other enabled.
+		if !regexp.MustCompile(`msg="s2s: stream management" .*on=true`).MatchString(h.log.String()) ||
+			!strings.Contains(h.log.String(), "stream management enabled by the peer") {
+			t.Errorf("%s: a stream without stream management", h.domain)
+		}
+		if strings.Contains(h.log.String(), "bad acknowledgement") {
+			t.Errorf("%s: an acknowledgement was refused", h.domain)
 		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 // to another over an established, dialback-authenticated STARTTLS stream
 // on loopback: Send to Local.Deliver on the other side.
 func BenchmarkS2SMessages(b *testing.B) {
-	a, c := pair(b, nil, false, nil)
+	a, c := pair(b, nil, false, func(c *Config) { c.ReadRate = -1 }) // the server, not the flood limit
 	c.local.got = make(chan *xmppsrv.Element, 4096)
 	a.srv.Send(message("alice@a.test/x", "bob@b.test", "warm-up"))
 	select {

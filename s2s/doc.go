@@ -36,8 +36,21 @@
 // Config.Deny; remote-server-timeout when it does not answer within
 // Config.ConnectTimeout. Stanzas to local domains never leave.
 //
+// Stream management (XEP-0198, acknowledgements without resumption) runs
+// on every stream whose receiving server offers it, as Parley and
+// Prosody do: the sender asks for an acknowledgement after each batch,
+// and when a stream breaks the stanzas the peer had not acknowledged go
+// again, in order, on the next stream (once; if that fails too they come
+// back to their senders as above). Delivery is then at least once: an
+// acknowledgement lost with the stream makes a stanza arrive twice. With a
+// peer that does not offer it, what was written to a stream that breaks
+// can be lost, as in plain RFC 6120. Inbound, the feature is offered
+// after TLS and enabled only once the peer has authenticated.
+//
 // The stanza size, authentication and write timeouts are those of client
-// streams unless set here.
+// streams unless set here; the read rate (Config.ReadRate) is a stream's
+// own, eight times a client's by default, as one stream carries many
+// users.
 //
 // *xmppsrv.Server is the Local; parley.Server wires the two together from
 // parley.Config.Federation.

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,12 @@ type inStream struct {
 	authed  map[string]bool
 	pending map[string]bool // dialback verifications in flight
 	sasl    bool
+
+	// Stream management (XEP-0198, acknowledgements only), used by the
+	// reading goroutine alone: sm once the peer enabled it, handled the
+	// stanzas delivered since (modulo 2^32).
+	sm      bool
+	handled uint32
 }
 
 func (in *inStream) isAuthed(remote, local string) bool {
@@ -161,6 +168,8 @@ func (in *inStream) features() []byte {
 		if in.s.cfg.Policy != CertOnly {
 			b += `<dialback xmlns="` + nsDBFeat + `"><errors/></dialback>`
 		}
+		// Enabled once the peer has authenticated (XEP-0198 section 3).
+		b += `<sm xmlns="` + nsSM + `"/>`
 	}
 	return []byte(b + "</stream:features>")
 }
@@ -194,6 +203,23 @@ func (in *inStream) handle(el *xmppsrv.Element) error {
 		return in.dialback(el)
 	case el.Space == nsServer && (el.Local == "message" || el.Local == "presence" || el.Local == "iq"):
 		return in.stanza(el)
+	case el.Space == nsSM && el.Local == "enable":
+		if !in.anyAuthed() || in.sm {
+			// Before authentication, or a second time (XEP-0198 section 3).
+			x.write([]byte(`<failed xmlns="` + nsSM + `"><unexpected-request xmlns="` + nsStanzas + `"/></failed>`))
+			return nil
+		}
+		// Acknowledgements only: a broken stream is established again and
+		// the peer sends what was not acknowledged, so no resumption.
+		in.sm = true
+		s.log.Debug("s2s: stream management enabled by the peer", "peer", in.peer)
+		x.write([]byte(`<enabled xmlns="` + nsSM + `"/>`))
+		return nil
+	case el.Space == nsSM && el.Local == "r" && in.sm:
+		x.write([]byte(`<a xmlns="` + nsSM + `" h="` + strconv.FormatUint(uint64(in.handled), 10) + `"/>`))
+		return nil
+	case el.Space == nsSM && el.Local == "a" && in.sm:
+		return nil // nothing is sent to the peer on its own stream
 	case el.Space == nsStream && el.Local == "error":
 		s.log.Info("s2s: peer sent a stream error", "peer", in.peer, "error", describe(el))
 		return errClosed
@@ -361,6 +387,9 @@ func (in *inStream) stanza(el *xmppsrv.Element) error {
 	el.Set("from", from.String())
 	el.Set("to", to.String())
 	in.s.cfg.Local.Deliver(el)
+	if in.sm {
+		in.handled++
+	}
 	return nil
 }
 

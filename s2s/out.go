@@ -98,8 +98,13 @@ type outRoute struct {
 	s        *Server
 	from, to string
 
-	mu       sync.Mutex
-	queue    []*xmppsrv.Element
+	mu    sync.Mutex
+	queue []*xmppsrv.Element
+	// unacked are the stanzas written on a stream with stream management
+	// that the peer has not acknowledged yet, oldest first; acked counts
+	// the acknowledged ones (modulo 2^32, XEP-0198's h).
+	unacked  []*xmppsrv.Element
+	acked    uint32
 	running  bool // a goroutine owns the stream (connecting or up)
 	conn     *xconn
 	notify   chan struct{}
@@ -203,24 +208,43 @@ func (r *outRoute) failAll(err error) {
 
 // pump writes queued stanzas until the stream has been idle for
 // IdleTimeout (then it closes the stream and reports false) or breaks
-// (true: the stanzas not written are still queued).
+// (true: the stanzas not written, and with stream management those the
+// peer had not acknowledged, are queued again, in order).
 func (r *outRoute) pump(x *xconn) bool {
+	r.mu.Lock()
+	r.unacked, r.acked = nil, 0
+	r.mu.Unlock()
 	dead := make(chan struct{})
 	go func() {
 		// The receiving server sends nothing on this stream but
-		// keepalives, errors and its close.
+		// acknowledgements, keepalives, errors and its close.
 		defer close(dead)
 		for {
-			if _, err := x.next(); err != nil {
+			el, err := x.next()
+			if err != nil {
 				if se, ok := err.(*streamError); ok {
 					r.s.log.Info("s2s: outbound stream failed", "to", r.to, "err", se)
 				}
 				return
 			}
+			if !x.sm || el.Space != nsSM {
+				continue
+			}
+			switch el.Local {
+			case "a":
+				if err := r.ack(el.Get("h")); err != nil {
+					r.s.log.Info("s2s: bad acknowledgement", "to", r.to, "err", err)
+					x.fail(serr("undefined-condition", "%v", err))
+					return
+				}
+			case "r":
+				x.write([]byte(`<a xmlns="` + nsSM + `" h="0"/>`)) // nothing comes in on this stream
+			}
 		}
 	}()
 	idle := time.NewTimer(r.s.cfg.IdleTimeout)
 	defer idle.Stop()
+	asked := false // an idle stream asked once more for its acknowledgements
 	for {
 		r.mu.Lock()
 		q := r.queue
@@ -228,15 +252,28 @@ func (r *outRoute) pump(x *xconn) bool {
 		stopping := r.stopping
 		r.mu.Unlock()
 		for i, el := range q {
-			if err := x.write(respace(el, nsClient, nsServer).Bytes(nsServer)); err != nil {
+			if x.sm {
+				// Listed before the write, so an acknowledgement that
+				// comes back at once finds it.
 				r.mu.Lock()
-				r.queue = append(append([]*xmppsrv.Element(nil), q[i:]...), r.queue...)
+				r.unacked = append(r.unacked, el)
 				r.mu.Unlock()
+			}
+			if err := x.write(respace(el, nsClient, nsServer).Bytes(nsServer)); err != nil {
+				if x.sm {
+					r.requeue(q[i+1:])
+				} else {
+					r.requeue(q[i:])
+				}
 				return true
 			}
 		}
 		if len(q) > 0 {
 			idle.Reset(r.s.cfg.IdleTimeout)
+			asked = false
+			if x.sm {
+				x.write([]byte(`<r xmlns="` + nsSM + `"/>`))
+			}
 		}
 		if stopping {
 			x.write([]byte("</stream:stream>"))
@@ -245,6 +282,7 @@ func (r *outRoute) pump(x *xconn) bool {
 		select {
 		case <-r.notify:
 		case <-dead:
+			r.requeue(nil)
 			return true
 		case <-idle.C:
 			r.mu.Lock()
@@ -252,8 +290,20 @@ func (r *outRoute) pump(x *xconn) bool {
 				r.mu.Unlock()
 				continue
 			}
+			if len(r.unacked) > 0 && !asked {
+				r.mu.Unlock()
+				asked = true
+				x.write([]byte(`<r xmlns="` + nsSM + `"/>`))
+				idle.Reset(r.s.cfg.IdleTimeout)
+				continue
+			}
+			lost := r.unacked
+			r.unacked = nil
 			r.running = false
 			r.mu.Unlock()
+			for _, el := range lost {
+				r.s.bounce(el, "remote-server-timeout", r.to+" did not acknowledge it")
+			}
 			x.write([]byte("</stream:stream>"))
 			select {
 			case <-dead:
@@ -265,6 +315,34 @@ func (r *outRoute) pump(x *xconn) bool {
 			return false
 		}
 	}
+}
+
+// ack takes an acknowledgement (XEP-0198 section 4): the peer handled h
+// stanzas since stream management was enabled.
+func (r *outRoute) ack(h string) error {
+	v, err := strconv.ParseUint(h, 10, 32)
+	if err != nil {
+		return fmt.Errorf("h=%q is not a count", h)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := uint32(v) - r.acked
+	if int(n) > len(r.unacked) {
+		return fmt.Errorf("h=%d acknowledges %d stanzas, only %d were sent", v, n, len(r.unacked))
+	}
+	r.unacked = r.unacked[n:]
+	r.acked = uint32(v)
+	return nil
+}
+
+// requeue puts the unacknowledged stanzas, then rest, back at the head
+// of the queue for the next stream.
+func (r *outRoute) requeue(rest []*xmppsrv.Element) {
+	r.mu.Lock()
+	q := make([]*xmppsrv.Element, 0, len(r.unacked)+len(rest)+len(r.queue))
+	q = append(append(append(q, r.unacked...), rest...), r.queue...)
+	r.queue, r.unacked = q, nil
+	r.mu.Unlock()
 }
 
 func (r *outRoute) shutdown() {
@@ -439,7 +517,11 @@ func (s *Server) establish(ctx context.Context, from, to string) (*xconn, error)
 			if _, err := x.header(); err != nil {
 				return nil, err
 			}
-			if _, err := x.next(); err != nil { // features
+			f, err := x.next() // features
+			if err != nil {
+				return nil, err
+			}
+			if err := x.enableSM(f); err != nil {
 				return nil, err
 			}
 			ok = true
@@ -475,6 +557,9 @@ func (s *Server) establish(ctx context.Context, from, to string) (*xconn, error)
 		}
 		switch el.Get("type") {
 		case "valid":
+			if err := x.enableSM(feats); err != nil {
+				return nil, err
+			}
 			ok = true
 			x.c.SetDeadline(time.Time{})
 			return x, nil
@@ -483,6 +568,30 @@ func (s *Server) establish(ctx context.Context, from, to string) (*xconn, error)
 		default:
 			return nil, fmt.Errorf("%w: %s refused dialback: %s", errNotFound, to, describe(el))
 		}
+	}
+}
+
+// enableSM turns stream management on (XEP-0198, acknowledgements only)
+// when the receiving server offered it in feats, once authenticated; a
+// refusal leaves the stream without it.
+func (x *xconn) enableSM(feats *xmppsrv.Element) error {
+	if feats == nil || feats.Child(nsSM, "sm") == nil {
+		return nil
+	}
+	if err := x.write([]byte(`<enable xmlns="` + nsSM + `"/>`)); err != nil {
+		return err
+	}
+	for {
+		el, err := x.next()
+		if err != nil {
+			return err
+		}
+		if el.Space != nsSM {
+			continue
+		}
+		x.sm = el.Local == "enabled"
+		x.srv.log.Debug("s2s: stream management", "on", x.sm, "reply", el.Local)
+		return nil
 	}
 }
 

@@ -79,6 +79,13 @@ type Config struct {
 	// 262144, as for clients). A larger one closes the stream with
 	// policy-violation.
 	MaxStanzaSize int
+	// ReadRate is how many bytes a second one stream from another server
+	// may carry on average (default 262144: a stream carries many users'
+	// traffic), ReadBurst how many at once (default 1 MiB). A peer over
+	// its rate is read more slowly; nothing is lost. A negative ReadRate
+	// means no limit.
+	ReadRate  int
+	ReadBurst int
 	// ConnectTimeout bounds establishing an outbound stream: resolution,
 	// connection, TLS and authentication (default 30s). Stanzas queued
 	// meanwhile are bounced with remote-server-timeout when it passes.
@@ -148,6 +155,12 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.WriteTimeout, 30*time.Second)
 	if cfg.MaxStanzaSize <= 0 {
 		cfg.MaxStanzaSize = 256 << 10
+	}
+	if cfg.ReadRate == 0 {
+		cfg.ReadRate = 256 << 10
+	}
+	if cfg.ReadBurst <= 0 {
+		cfg.ReadBurst = max(1<<20, cfg.MaxStanzaSize)
 	}
 	if cfg.QueueLength <= 0 {
 		cfg.QueueLength = 2048

@@ -11,11 +11,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -626,5 +628,163 @@ func TestInboundAuthTimeout(t *testing.T) {
 	}
 	if se := r.next(); describe(se) != "connection-timeout" {
 		t.Fatalf("unauthenticated stream answered with %s", se.Bytes(""))
+	}
+}
+
+// TestReadRateSlowsAFloodAndLosesNothing: a stream that carries more than
+// Config.ReadRate is read more slowly, and every stanza arrives in order.
+func TestReadRateSlowsAFloodAndLosesNothing(t *testing.T) {
+	const rate, burst = 64 << 10, 16 << 10
+	a, b := pair(t, nil, false, func(c *Config) { c.ReadRate, c.ReadBurst = rate, burst })
+	b.local.got = make(chan *xmppsrv.Element, 1024)
+	a.srv.Send(message("alice@a.test/x", "bob@b.test", "warm-up"))
+	b.local.expect(t, "the first message")
+
+	const n = 300
+	size := 0
+	start := time.Now()
+	for i := range n {
+		m := message("alice@a.test/x", "bob@b.test", fmt.Sprintf("%d %s", i, strings.Repeat("x", 200)))
+		size += len(m.Bytes(nsServer))
+		a.srv.Send(m)
+	}
+	for i := range n {
+		select {
+		case el := <-b.local.got:
+			if want := fmt.Sprintf("%d ", i); !strings.HasPrefix(el.ChildText(nsClient, "body"), want) {
+				t.Fatalf("message %d: %s", i, el.Bytes(nsServer))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d messages arrived", i, n)
+		}
+	}
+	elapsed := time.Since(start)
+	// A lower bound only: a loaded machine makes this slower, never faster.
+	if min := time.Duration(float64(size-burst) / rate * float64(time.Second) * 3 / 4); elapsed < min {
+		t.Fatalf("%d bytes at %d bytes/s with a burst of %d took %v: not throttled (at least %v)", size, rate, burst, elapsed, min)
+	}
+	t.Logf("%d bytes in %v", size, elapsed)
+}
+
+// cutProxy forwards TCP connections to target. blackhole makes the
+// current connections swallow what the initiator sends from then on, as
+// a network that fails silently; cut closes them.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	holes  []*atomic.Bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			hole := new(atomic.Bool)
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.holes = append(p.holes, hole)
+			p.mu.Unlock()
+			go func() { // initiator to target, unless swallowed
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 && !hole.Load() {
+						u.Write(buf[:n])
+					}
+					if err != nil {
+						u.Close()
+						return
+					}
+				}
+			}()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range p.holes {
+		h.Store(true)
+	}
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns, p.holes = nil, nil
+}
+
+// TestStreamManagementResendsWhatWasLost: stanzas written on a stream
+// whose network then fails silently are not acknowledged (XEP-0198), so
+// they go again on the next stream and arrive, in order, instead of
+// being lost without anyone knowing.
+func TestStreamManagementResendsWhatWasLost(t *testing.T) {
+	a, b := pair(t, nil, false, nil)
+	proxy := newCutProxy(t, b.addr)
+	a.srv.cfg.Override["b.test"] = proxy.ln.Addr().String()
+	a.srv.Send(message("alice@a.test/x", "bob@b.test", "first"))
+	if el := b.local.expect(t, "the first message"); el.ChildText(nsClient, "body") != "first" {
+		t.Fatalf("got %s", el.Bytes(nsClient))
+	}
+	// Once "first" is acknowledged (an acknowledgement lost with the
+	// network would have it sent again: at least once, as XEP-0198
+	// without resumption is), the network starts to fail silently.
+	r := a.srv.route("a.test", "b.test")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		r.mu.Lock()
+		acked := r.acked == 1 && len(r.unacked) == 0
+		r.mu.Unlock()
+		if acked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first message was never acknowledged: stream management is not on")
+		}
+	}
+	proxy.blackhole()
+	a.srv.Send(message("alice@a.test/x", "bob@b.test", "second"))
+	a.srv.Send(message("alice@a.test/x", "bob@b.test", "third"))
+	b.local.none(t, 300*time.Millisecond) // swallowed on the way
+	proxy.cut()
+	for _, want := range []string{"second", "third"} {
+		el := b.local.expect(t, want)
+		if got := el.ChildText(nsClient, "body"); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	a.local.none(t, 300*time.Millisecond) // no error came back to the sender
+	b.local.none(t, 300*time.Millisecond) // and nothing twice
+}
+
+// TestStreamManagementNeedsAuthentication: <enable/> before the peer has
+// authenticated is refused (XEP-0198 section 3).
+func TestStreamManagementNeedsAuthentication(t *testing.T) {
+	_, b := pair(t, nil, false, nil)
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	fmt.Fprint(r.c, `<enable xmlns="urn:xmpp:sm:3"/>`)
+	if el := r.next(); el.Local != "failed" || el.Space != nsSM {
+		t.Fatalf("enable before authentication: %s", el.Bytes(nsServer))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parleyhq/parley/internal/ratelimit"
 	"github.com/parleyhq/parley/xmppsrv"
 )
 
@@ -24,6 +25,7 @@ const (
 	nsClient   = "jabber:client"
 	nsDialback = "jabber:server:dialback"
 	nsDBFeat   = "urn:xmpp:features:dialback"
+	nsSM       = "urn:xmpp:sm:3"
 	nsTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
 	nsSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
 	nsStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
@@ -87,6 +89,12 @@ type xconn struct {
 	// bounds the silence before each read returns.
 	until atomic.Int64
 	idle  atomic.Int64
+	// sm is set on an outbound stream whose peer enabled stream
+	// management (XEP-0198).
+	sm bool
+	// rate is Config.ReadRate's budget, the same across STARTTLS and
+	// stream restarts.
+	rate *ratelimit.Bucket
 }
 
 type limitReader struct {
@@ -109,11 +117,16 @@ func (r *limitReader) Read(p []byte) (int, error) {
 	}
 	n, err := r.x.br.Read(p)
 	r.n += n
+	if wait := r.x.rate.Take(n); wait > 0 {
+		// Over its rate: read the peer again once the deficit is earned
+		// back; TCP holds the rest.
+		ratelimit.Pause(wait, r.x.srv.ctx.Done())
+	}
 	return n, err
 }
 
 func newXConn(s *Server, c net.Conn) *xconn {
-	x := &xconn{srv: s, c: c}
+	x := &xconn{srv: s, c: c, rate: ratelimit.New(s.cfg.ReadRate, s.cfg.ReadBurst)}
 	x.setConn(c)
 	return x
 }

@@ -28,7 +28,7 @@ func BenchmarkMessageRouteArchivedBolt(b *testing.B) {
 	}
 	defer store.Close()
 	cache := account.NewCache(dir, time.Hour)
-	srv, _ := New(Config{Domains: []string{domain}, AllowUnencrypted: true, Directory: cache, Auth: acceptAll{}, Store: store,
+	srv, _ := New(Config{Domains: []string{domain}, AllowUnencrypted: true, ReadRate: -1, Directory: cache, Auth: acceptAll{}, Store: store,
 		Roster: roster.New(roster.Config{Store: store, Directory: cache, DomainRoster: true}),
 		Chat:   chat.New(chat.Config{Directory: cache, Store: store, Archive: store, Local: func(d string) bool { return d == domain }})})
 	defer srv.Shutdown(context.Background())

@@ -30,7 +30,7 @@ func TestArchiverHoldsFastSender(t *testing.T) {
 	}
 	defer store.Close()
 	cache := account.NewCache(dir, time.Hour)
-	srv, err := New(Config{Domains: []string{domain}, AllowUnencrypted: true, Directory: cache, Auth: acceptAll{}, Store: store,
+	srv, err := New(Config{Domains: []string{domain}, AllowUnencrypted: true, ReadRate: -1, Directory: cache, Auth: acceptAll{}, Store: store,
 		Roster: roster.New(roster.Config{Store: store, Directory: cache, DomainRoster: true}),
 		Chat:   chat.New(chat.Config{Directory: cache, Store: store, Archive: store, Local: func(d string) bool { return d == domain }})})
 	if err != nil {

@@ -14,6 +14,7 @@ type Metrics struct {
 	Logins         atomic.Int64 // successful authentications
 	AuthFailures   atomic.Int64 // failed authentications
 	Throttled      atomic.Int64 // logins refused by the failed-login throttle
+	ReadWaits      atomic.Int64 // reads held back because a client sent over Config.ReadRate
 	StanzasIn      atomic.Int64 // stanzas received from clients
 	StanzasOut     atomic.Int64 // stanzas queued to clients
 	QueueDrops     atomic.Int64 // stanzas not queued because a client was too slow
@@ -37,6 +38,7 @@ func (m *Metrics) WriteOpenMetrics(w io.Writer) error {
 		{"parley_xmpp_logins", "counter", "Successful SASL authentications.", m.Logins.Load()},
 		{"parley_xmpp_auth_failures", "counter", "Failed SASL authentications.", m.AuthFailures.Load()},
 		{"parley_xmpp_logins_throttled", "counter", "Logins refused after too many failures.", m.Throttled.Load()},
+		{"parley_xmpp_read_waits", "counter", "Reads held back because a client sent faster than its read rate.", m.ReadWaits.Load()},
 		{"parley_xmpp_stanzas_in", "counter", "Stanzas received from clients.", m.StanzasIn.Load()},
 		{"parley_xmpp_stanzas_out", "counter", "Stanzas queued for clients.", m.StanzasOut.Load()},
 		{"parley_xmpp_queue_drops", "counter", "Stanzas not queued because the client was too slow.", m.QueueDrops.Load()},

@@ -241,11 +241,19 @@ func (m *MUC) sweep(interval time.Duration) {
 	}
 }
 
-// deliver queues b for the session bound to full, if any.
+// deliver queues b for the session bound to full, if any. A message for
+// a session held detached for resumption also goes to push notifications
+// (XEP-0357), so that the phone it belongs to wakes up.
 func (m *MUC) deliver(full jid.JID, b []byte) bool {
 	for _, r := range m.srv.router.Resources(full.Bare().String()) {
 		if r.full == full {
-			return r.send(b)
+			queued := r.send(b)
+			if queued && m.srv.push != nil && bytes.HasPrefix(b, []byte("<message")) && r.detached() {
+				if el, err := parseElement(b); err == nil {
+					m.srv.notifyPush(el, full, el.Get("type"))
+				}
+			}
+			return queued
 		}
 	}
 	return false

@@ -75,6 +75,9 @@ type push struct {
 type pushJob struct {
 	owner jid.JID
 	msg   *Element // the message; nil for a subscription request
+	// device, when set, is the one resource the job is for: a group chat
+	// message goes to the occupant's session only.
+	device jid.JID
 }
 
 // NewPush returns the XEP-0357 handler for Extend. It starts one goroutine
@@ -264,7 +267,18 @@ func (p *push) change(owner jid.JID, fn func([]*pushReg) []*pushReg) error {
 // blocks the sender.
 func (srv *Server) notifyPush(el *Element, to jid.JID, typ string) {
 	p := srv.push
-	if p == nil || to.Local() == "" || !notifiable(el, typ) {
+	if p == nil || to.Local() == "" {
+		return
+	}
+	job := pushJob{owner: to.Bare(), msg: el}
+	switch {
+	case typ == "groupchat" && !to.IsBare() && notifiable(el, "chat") && el.Child(nsClient, "subject") == nil:
+		// A room message to one occupant session: it wakes the device
+		// that session belongs to when that session is not connected
+		// (held detached for resumption), as a chat message would. Rooms
+		// send nothing to offline users, so no other device is told.
+		job.device = to
+	case !notifiable(el, typ):
 		return
 	}
 	p.mu.Lock()
@@ -274,7 +288,7 @@ func (srv *Server) notifyPush(el *Element, to jid.JID, typ string) {
 		return // the common case: no device registered
 	}
 	select {
-	case p.queue <- pushJob{owner: to.Bare(), msg: el}:
+	case p.queue <- job:
 	default:
 		srv.log.Warn("push notification queue full; dropping one", "to", to.Bare().String())
 	}
@@ -324,6 +338,9 @@ func (p *push) notify(j pushJob) {
 		return
 	}
 	for _, r := range list {
+		if !j.device.IsZero() && r.Device != j.device.String() {
+			continue
+		}
 		ck := owner + "\x00" + r.key()
 		if p.connected(r) {
 			p.mu.Lock()
@@ -371,6 +388,14 @@ func (srv *Server) notifyPushSubscription(owner jid.JID) {
 	}
 }
 
+// detached reports whether the session waits without a connection for
+// its client to resume it (XEP-0198).
+func (s *Session) detached() bool {
+	s.sm.mu.Lock()
+	defer s.sm.mu.Unlock()
+	return s.sm.detached != nil
+}
+
 // connected reports whether the device that registered r has a session
 // that is connected now: bound, and not held detached for resumption.
 func (p *push) connected(r *pushReg) bool {
@@ -382,10 +407,7 @@ func (p *push) connected(r *pushReg) bool {
 		if s.full != dev {
 			continue
 		}
-		s.sm.mu.Lock()
-		detached := s.sm.detached != nil
-		s.sm.mu.Unlock()
-		if !detached && !s.resumed.Load() {
+		if !s.detached() && !s.resumed.Load() {
 			return true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parleyhq/parley/muc"
 	"github.com/parleyhq/parley/roster"
 )
 
@@ -252,4 +253,41 @@ func TestPushRemoteUnreachableKeepsRegistration(t *testing.T) {
 	if b, err := h.store.UserData(context.Background(), "alice@example.test", "push"); err != nil || !strings.Contains(string(b), "push.elsewhere.test") {
 		t.Fatalf("the registration was dropped for an unreachable app server: %q %v", b, err)
 	}
+}
+
+// A room message to an occupant whose phone session waits detached for
+// resumption wakes that phone (XEP-0357 with XEP-0045), once per message
+// with a body; the room's subject and a connected device do not.
+func TestPushGroupchatToDetachedOccupant(t *testing.T) {
+	h, _ := newMUCHarness(t, muc.Config{}, func(c *Config, _ *roster.Config) { c.ResumeTimeout = time.Minute })
+	h.srv.Extend(nil, []AccountHandler{NewPush(h.srv, PushConfig{})})
+	app := h.online("carol", "appserver")
+	bob := h.online("bob", "desk")
+	phone := h.online("alice", "phone")
+	laptop := h.online("alice", "laptop")
+	ok(t, phone.iq("set", "", `<enable xmlns='urn:xmpp:push:0' jid='carol@example.test/appserver' node='phone-node'/>`))
+	ok(t, laptop.iq("set", "", `<enable xmlns='urn:xmpp:push:0' jid='carol@example.test/appserver' node='laptop-node'/>`))
+	const room = "orchard@conference.example.test"
+	mucCreate(bob, room, "Bob")
+	mucJoin(phone, room, "AlicePhone", "")
+	bob.send(`<message type='groupchat' to='%s' id='g0'><body>while you look</body></message>`, room)
+	phone.expect("live room message", isGroupchat("while you look"))
+	app.none(300*time.Millisecond, "a notification for a connected occupant", isPushNotification)
+
+	smEnable(t, phone)
+	phone.conn.Close()
+	waitDetached(t, h, phone.jid)
+	bob.send(`<message type='groupchat' to='%s' id='g1'><body>are you coming?</body></message>`, room)
+	iq := app.expect("notification", isPushNotification)
+	if node := iq.Child(nsPubsub, "pubsub").Child(nsPubsub, "publish").Get("node"); node != "phone-node" {
+		t.Fatalf("notified node %q, want the phone's: %s", node, iq.Bytes(nsClient))
+	}
+	if sum := summary(t, iq); sum["message-count"] != "1" || sum["last-message-sender"] != room {
+		t.Fatalf("summary: %v", sum)
+	}
+	app.send(`<iq type='result' id='%s' to='alice@example.test'/>`, iq.Get("id"))
+	// The laptop is not in the room; it is not woken for it.
+	app.none(300*time.Millisecond, "a notification for the laptop, which is not in the room", isPushNotification)
+	bob.send(`<message type='groupchat' to='%s'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`, room)
+	app.none(300*time.Millisecond, "a notification for a chat state in the room", isPushNotification)
 }

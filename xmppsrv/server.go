@@ -56,6 +56,14 @@ type Config struct {
 	// MaxStanzaSize is the largest stanza accepted, in bytes (default
 	// 262144). A larger one closes the stream with policy-violation.
 	MaxStanzaSize int
+	// ReadRate is how many bytes a second one client connection may send
+	// on average (default 32768), and ReadBurst how many at once (default
+	// MaxStanzaSize, so a stanza of the largest size always passes at
+	// once). A client over its rate is read more slowly: TCP holds the
+	// rest back and nothing is lost. A negative ReadRate means no limit.
+	// The limit applies to TCP, WebSocket and BOSH connections alike.
+	ReadRate  int
+	ReadBurst int
 	// AuthTimeout is how long a connection may take to authenticate and
 	// bind (default 60s).
 	AuthTimeout time.Duration
@@ -111,6 +119,10 @@ func (c *Config) setDefaults() {
 		}
 	}
 	defInt(&c.MaxStanzaSize, 256<<10)
+	if c.ReadRate == 0 {
+		c.ReadRate = 32 << 10
+	}
+	defInt(&c.ReadBurst, c.MaxStanzaSize)
 	def(&c.AuthTimeout, 60*time.Second)
 	def(&c.IdleTimeout, 120*time.Second)
 	def(&c.PingTimeout, 30*time.Second)

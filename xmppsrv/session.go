@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parleyhq/parley/internal/ratelimit"
 	"github.com/parleyhq/parley/jid"
 	"github.com/parleyhq/parley/presence"
 )
@@ -737,15 +738,21 @@ var (
 // and turns read deadlines into the auth timeout and the idle ping: a
 // timeout never reaches the decoder, whose errors are final.
 type stanzaReader struct {
-	s   *Session
-	c   net.Conn
-	br  *bufio.Reader
-	n   int
-	max int
+	s     *Session
+	c     net.Conn
+	br    *bufio.Reader
+	n     int
+	max   int
+	limit *ratelimit.Bucket // Config.ReadRate; nil for none
 }
 
 func newStanzaReader(s *Session, c net.Conn, max int) *stanzaReader {
 	r := &stanzaReader{s: s, c: c, max: max}
+	if s.reader != nil {
+		r.limit = s.reader.limit // the same budget after STARTTLS
+	} else {
+		r.limit = ratelimit.New(s.srv.cfg.ReadRate, s.srv.cfg.ReadBurst)
+	}
 	// Small: TLS buffers records below this, and an idle connection keeps
 	// this buffer for as long as it is open.
 	r.br = bufio.NewReaderSize(deadlineReader{r}, 1024)
@@ -797,6 +804,12 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 		n, err := d.r.c.Read(p)
 		if n > 0 {
 			s.pinged = false
+			if wait := d.r.limit.Take(n); wait > 0 {
+				// Over its rate: the connection is read again once the
+				// deficit is earned back.
+				cfg.Metrics.ReadWaits.Add(1)
+				ratelimit.Pause(wait, s.srv.ctx.Done())
+			}
 			return n, nil
 		}
 		var ne net.Error

@@ -1,9 +1,11 @@
 // Calls from the chat panel, and notifications, in Chromium against the
 // example host (panel_calls_browser_test.go starts it with the SFU on a
 // free UDP port on 127.0.0.1). Alice (desktop) starts a video call from Actions (…): the link
-// is posted in the chat, her room opens in a new window; Bob (phone
-// width) sees the call card in his panel, opens it, and both rooms decode
-// each other's video and audio through Parley's SFU. Then an audio call:
+// is posted in the chat and her room opens over the page (the seed
+// products lay the video window over the chat); Bob (phone width) sees
+// the call card in his panel, opens it over his page, and both rooms
+// decode each other's video and audio through Parley's SFU. The room
+// minimises to a bar and back; leaving closes it. Then an audio call:
 // no camera is captured or sent, and audio flows both ways. Carol
 // (slixmpp) gets a call link as a plain body with a XEP-0482 invite.
 // Last, desktop notifications and the title badge while the tab is
@@ -14,7 +16,7 @@
 
 import path from 'node:path';
 import {
-  ALICE, BOB, CAROL, Peer, base, browser, check, dialogs, log, logText, online, openConversation, pageErrors, pages,
+  ALICE, BOB, CAROL, Peer, base, browser, check, dialogs, log, logText, online, openConversation, pageErrors,
   q, results, send, shots, step, until, webmailLogin,
 } from './panel-lib.mjs';
 
@@ -86,8 +88,8 @@ async function growth(page, ms) {
 // onLoopback checks, with getStats, that the candidate pair ICE selected
 // for each of the room's two connections (publishing and subscribing) is
 // 127.0.0.1 at both ends: media stays on loopback.
-async function onLoopback(page, who) {
-  const pairs = await page.evaluate(async () => {
+async function onLoopback(room, who) {
+  const pairs = await room.evaluate(async () => {
     const out = {};
     for (const [name, pc] of [['pub', window.parleyMedia.pub], ['sub', window.parleyMedia.sub]]) {
       if (!pc) continue;
@@ -107,6 +109,22 @@ async function onLoopback(page, who) {
   }
   log(`  ${who}: selected pairs pub ${pairs.pub.local} <-> ${pairs.pub.remote}, sub ${pairs.sub.local} <-> ${pairs.sub.remote}`);
 }
+
+// roomFrame waits for the call laid over page and returns the room's
+// frame once it shows the join link.
+async function roomFrame(page, who) {
+  const el = q(page, '.call-overlay iframe.call-frame');
+  let frame = null;
+  await until(async () => {
+    if (await el.count() !== 1) return false;
+    frame = await (await el.elementHandle()).contentFrame();
+    return frame && frame.url().includes('/meetings/j/');
+  }, `${who}'s call over the page`, 20000);
+  return frame;
+}
+
+// overlayGone waits until page shows no call any more.
+const overlayGone = (page, who) => until(async () => (await q(page, '.call-overlay').count()) === 0, `${who}'s call to close`);
 
 // joinRoom clicks Join on a room page and waits until it is in the SFU.
 async function joinRoom(page, who) {
@@ -176,30 +194,33 @@ try {
   let link = '';
   let aliceRoom;
   let bobRoom;
-  await step('alice starts a video call: the link is posted, her room opens in a new window', async () => {
+  await step('alice starts a video call: the link is posted, her room opens over the page', async () => {
+    const popups = alice.context().pages().length;
     await q(alice, '.actions').click();
-    [aliceRoom] = await Promise.all([alice.context().waitForEvent('page'), q(alice, '.actions-menu [data-action="video"]').click()]);
-    pages.aliceRoom = aliceRoom;
+    await q(alice, '.actions-menu [data-action="video"]').click();
+    aliceRoom = await roomFrame(alice, 'alice');
     await until(async () => (await logText(alice)).includes('Alice Liddell started a video call.'), 'the call message at alice');
     const a = q(alice, '.log .msg.out .bubble a').last();
     link = await a.getAttribute('href');
     check(/\/parley\/meetings\/j\/[A-Za-z0-9_-]{16,}$/.test(link), 'link ' + link);
-    await until(() => aliceRoom.url() === link, `alice's window to open ${link} (at ${aliceRoom.url()})`);
+    await until(() => aliceRoom.url() === link, `alice's call to show ${link} (at ${aliceRoom.url()})`);
+    check(alice.context().pages().length === popups, 'a window opened besides the call over the page');
+    check((await q(alice, '.call-overlay').getAttribute('aria-label')) === 'Video call', 'the call dialog has no label');
     const card = q(alice, '.log .call-card[data-call="video"]').last();
     await until(async () => (await card.locator('.card-title').innerText()) === 'Video call: Alice Liddell and Bob Builder', 'the call card at alice');
     await alice.screenshot({ path: path.join(shots, 'calls-desktop-video-posted.png') });
   });
 
-  await step('bob\'s panel shows the call card; clicking it opens the room', async () => {
+  await step('bob\'s panel shows the call card; clicking it opens the room over his page', async () => {
     await until(async () => (await q(bob, '.log .msg.in .bubble a').allInnerTexts()).includes(link), 'the link at bob');
     const card = q(bob, '.log .call-card[data-call="video"]').last();
     await until(async () => (await card.locator('.card-title').innerText()) === 'Video call: Alice Liddell and Bob Builder', 'the call card\'s title at bob');
     check((await card.getAttribute('href')) === link && (await card.getAttribute('target')) === '_blank', 'bob\'s card link');
     check((await card.locator('.card-site').textContent()) === 'Video call', 'card kind: ' + await card.locator('.card-site').textContent());
     await bob.screenshot({ path: path.join(shots, 'calls-phone-video-card.png') });
-    [bobRoom] = await Promise.all([bob.context().waitForEvent('page'), card.click()]);
-    pages.bobRoom = bobRoom;
-    await bobRoom.waitForLoadState('load');
+    check((await card.getAttribute('aria-label')).endsWith('over the page'), 'card label ' + await card.getAttribute('aria-label'));
+    await card.click();
+    bobRoom = await roomFrame(bob, 'bob');
     check(bobRoom.url() === link, 'bob\'s room ' + bobRoom.url());
   });
 
@@ -218,32 +239,49 @@ try {
     await decodes(bobRoom, 'bob', ids.alice, { video: true });
     await onLoopback(aliceRoom, 'alice');
     await onLoopback(bobRoom, 'bob');
-    await aliceRoom.bringToFront();
-    await aliceRoom.screenshot({ path: path.join(shots, 'calls-desktop-video-room.png') });
-    await bobRoom.screenshot({ path: path.join(shots, 'calls-phone-video-room.png') });
+    await alice.screenshot({ path: path.join(shots, 'calls-desktop-video-room.png') });
+    await bob.screenshot({ path: path.join(shots, 'calls-phone-video-room.png') });
   });
 
-  await step('both leave the video call', async () => {
-    await aliceRoom.close();
-    await bobRoom.close();
-    delete pages.aliceRoom;
-    delete pages.bobRoom;
+  await step('alice minimises the call to a bar over her webmail: she still hears bob; back to full size, his video again', async () => {
+    await aliceRoom.click('#minimise');
+    await until(async () => (await q(alice, '.call-overlay').getAttribute('class')).includes('minimised'), 'the minimised call');
+    const box = await q(alice, '.call-overlay').boundingBox();
+    check(box.height <= 140 && box.width <= 540, 'minimised call box ' + JSON.stringify(box));
+    await alice.screenshot({ path: path.join(shots, 'calls-desktop-minimised.png') });
+    // No video tile is shown, so the SFU stops sending video (it sends by
+    // displayed size); the audio goes on.
+    await sleep(1500);
+    const g = await growth(aliceRoom, 2000);
+    const mic = g.tracks[ids.bob + '/mic'];
+    check(mic && mic.bytes > 500, 'alice hears nothing while minimised: ' + JSON.stringify(g.tracks));
+    log(`  alice (minimised): audio +${mic.bytes} bytes/2 s, video +${g.tracks[ids.bob + '/camera']?.frames ?? 0} frames`);
+    await aliceRoom.click('#minimise');
+    await until(async () => !(await q(alice, '.call-overlay').getAttribute('class')).includes('minimised'), 'the call back to full size');
+    await sleep(1500);
+    await decodes(aliceRoom, 'alice (full size again)', ids.bob, { video: true });
+  });
+
+  await step('alice leaves (her call closes itself); bob closes his with ✕', async () => {
+    await aliceRoom.click('#leave');
+    await overlayGone(alice, 'alice');
+    await q(bob, '.call-close').click();
+    await overlayGone(bob, 'bob');
   });
 
   await step('bob starts an audio call: the ?media=audio link; both join without camera and hear each other', async () => {
     await q(bob, '.actions').click();
-    [bobRoom] = await Promise.all([bob.context().waitForEvent('page'), q(bob, '.actions-menu [data-action="audio"]').click()]);
-    pages.bobRoom = bobRoom;
+    await q(bob, '.actions-menu [data-action="audio"]').click();
+    bobRoom = await roomFrame(bob, 'bob');
     await until(async () => (await logText(bob)).includes('Bob Builder started an audio call.'), 'the audio call message at bob');
     const alink = await q(bob, '.log .msg.out .bubble a').last().getAttribute('href');
     check(/\/parley\/meetings\/j\/[A-Za-z0-9_-]{16,}\?media=audio$/.test(alink), 'audio link ' + alink);
-    await until(() => bobRoom.url() === alink, 'bob\'s room window');
+    await until(() => bobRoom.url() === alink, 'bob\'s audio call');
     const card = q(alice, '.log .call-card[data-call="audio"]').last();
     await until(async () => (await card.locator('.card-title').innerText()) === 'Audio call: Bob Builder and Alice Liddell', 'the audio call card at alice');
     await alice.screenshot({ path: path.join(shots, 'calls-desktop-audio-card.png') });
-    [aliceRoom] = await Promise.all([alice.context().waitForEvent('page'), card.click()]);
-    pages.aliceRoom = aliceRoom;
-    await aliceRoom.waitForLoadState('load');
+    await card.click();
+    aliceRoom = await roomFrame(alice, 'alice');
     const a = await joinRoom(aliceRoom, 'alice');
     const b = await joinRoom(bobRoom, 'bob');
     await until(() => aliceRoom.evaluate((id) => window.parleyMedia.tracks.some((t) => t.participant === id && t.source === 'mic'), b), 'bob\'s mic track at alice', 20000);
@@ -259,23 +297,25 @@ try {
     check(cams === 0, cams + ' camera tracks in an audio call');
     check(await aliceRoom.locator('#media-camera').isHidden() && await bobRoom.locator('#media-camera').isHidden(), 'a camera button in an audio call');
     check(await aliceRoom.locator('#media-mic').isVisible(), 'no microphone button in an audio call');
-    await aliceRoom.screenshot({ path: path.join(shots, 'calls-desktop-audio-room.png') });
-    await bobRoom.screenshot({ path: path.join(shots, 'calls-phone-audio-room.png') });
-    await aliceRoom.close();
-    await bobRoom.close();
-    delete pages.aliceRoom;
-    delete pages.bobRoom;
+    await alice.screenshot({ path: path.join(shots, 'calls-desktop-audio-room.png') });
+    await bob.screenshot({ path: path.join(shots, 'calls-phone-audio-room.png') });
+    await aliceRoom.click('#leave');
+    await bobRoom.click('#leave');
+    await overlayGone(alice, 'alice');
+    await overlayGone(bob, 'bob');
   });
 
   await step('a third-party client (carol, slixmpp) gets the call link as a body, with a XEP-0482 invite', async () => {
     await openConversation(alice, CAROL);
     await q(alice, '.actions').click();
-    const [room] = await Promise.all([alice.context().waitForEvent('page'), q(alice, '.actions-menu [data-action="video"]').click()]);
+    await q(alice, '.actions-menu [data-action="video"]').click();
+    await roomFrame(alice, 'alice');
     const m = await carol.wait((e) => e.ev === 'message' && e.from === ALICE && e.body.includes('started a video call'), 'the call message');
     const u = /https:\/\/\S+\/meetings\/j\/[A-Za-z0-9_-]+/.exec(m.body)?.[0];
     check(u && m.body === `Alice Liddell started a video call.\nJoin: ${u}`, 'body ' + JSON.stringify(m.body));
     check(m.xml.includes('urn:xmpp:call-invites:0') && m.xml.includes(`uri="${u}"`) && m.xml.includes('video="true"'), 'no call invite: ' + m.xml);
-    await room.close();
+    await q(alice, '.call-close').click();
+    await overlayGone(alice, 'alice');
   });
 
   await step('tab hidden: a new message raises a desktop notification with the sender and text, and the title shows the unread count', async () => {

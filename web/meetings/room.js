@@ -483,6 +483,8 @@ function leave() {
   send({ type: 'leave' });
   sessionStorage.removeItem(credKey);
   ended('You left the meeting', '', true);
+  // Inside the webmail (a call over the chat): the frame goes away.
+  if (window.parent !== window) window.parent.postMessage({ type: 'parley-meeting', action: 'left' }, location.origin);
 }
 
 document.addEventListener('DOMContentLoaded', () => {

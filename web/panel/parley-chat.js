@@ -1648,16 +1648,25 @@ export class ParleyChat extends HTMLElement {
     const kind = invite && invite.uri === m.href ? (invite.video ? 'Video call' : 'Audio call') : (m.audio ? 'Audio call' : 'Online meeting');
     const what = kind === 'Online meeting' ? 'online meeting' : kind.toLowerCase();
     const title = h('strong', { class: 'card-title', text: kind });
-    const node = h('a', { class: 'card meeting-card' + (kind === 'Online meeting' ? '' : ' call-card'), href: m.href, target: '_blank', rel: 'noopener noreferrer',
-      'data-call': kind === 'Audio call' ? 'audio' : kind === 'Video call' ? 'video' : null, 'aria-label': `Join the ${what} in a new window` },
+    const call = kind !== 'Online meeting';
+    const where = call && this._canFrame(m.href) ? 'over the page' : 'in a new window';
+    const node = h('a', { class: 'card meeting-card' + (call ? ' call-card' : ''), href: m.href, target: '_blank', rel: 'noopener noreferrer',
+      'data-call': kind === 'Audio call' ? 'audio' : kind === 'Video call' ? 'video' : null, 'aria-label': `Join the ${what} ${where}` },
       h('span', { class: 'meet-icon' }, svgIcon(kind === 'Audio call' ? ICON_PHONE : ICON_VIDEO)),
       h('span', { class: 'card-text' }, h('span', { class: 'card-site', text: kind }), title,
         h('span', { class: 'meet-join', text: 'Join' })));
     this._whenVisible(node, () => meetingInfo(m.api).then((info) => {
       if (!info || typeof info.title !== 'string' || !info.title) return;
       title.textContent = info.title;
-      node.setAttribute('aria-label', `Join the ${what} “${info.title}” in a new window`);
+      node.setAttribute('aria-label', `Join the ${what} “${info.title}” ${where}`);
     }));
+    if (call && this._canFrame(m.href)) {
+      node.addEventListener('click', (e) => {
+        if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return; // a new tab if asked
+        e.preventDefault();
+        this._openCall(m.href, kind);
+      });
+    }
     return node;
   }
 
@@ -1734,8 +1743,15 @@ export class ParleyChat extends HTMLElement {
     const jid = bare(String(address || ''));
     if (!/^[^@\s]+@[^@\s]+$/.test(jid)) throw new TypeError('startCall: not an address: ' + address);
     if (media !== 'audio' && media !== 'video') throw new TypeError('startCall: media must be "audio" or "video", not ' + media);
+    const what = media === 'audio' ? 'audio call' : 'video call';
+    const online = this.myStatus !== 'offline' && this.client?.state === 'online';
+    // The room lies over the page when it can be framed here; otherwise
+    // (Parley on another origin) it opens in a window of its own.
+    let overlay = null;
     let win = null;
-    if (this.myStatus !== 'offline' && this.client?.state === 'online') {
+    if (online && this._canFrame(this.meetingsBase)) {
+      overlay = this._callOverlay(media === 'audio' ? 'Audio call' : 'Video call');
+    } else if (online) {
       try {
         win = window.open('', '_blank');
         if (win) { win.opener = null; win.document.title = 'Starting the call…'; }
@@ -1745,15 +1761,70 @@ export class ParleyChat extends HTMLElement {
     try {
       data = await this._startFromChat(jid, { call: media }, 'call');
     } catch (e) {
+      overlay?.close();
       try { win?.close(); } catch { /* gone */ }
       throw e;
     }
-    const what = media === 'audio' ? 'audio call' : 'video call';
     const text = typeof data.message === 'string' && data.message.includes(data.link) ? data.message : `Join my ${what}: ${data.link}`;
     this.sendMessage(jid, text, { call: { video: media === 'video', uri: data.link } });
-    if (win && !win.closed) win.location.href = data.link;
-    else window.open(data.link, '_blank', 'noopener');
+    if (overlay && this._canFrame(data.link)) overlay.load(data.link);
+    else {
+      overlay?.close();
+      if (win && !win.closed) win.location.href = data.link;
+      else window.open(data.link, '_blank', 'noopener');
+    }
     return data.link;
+  }
+
+  // _canFrame reports whether a room at href can be shown in a frame of
+  // this page: the room pages allow framing by their own origin only.
+  _canFrame(href) {
+    try { return new URL(href, location.href).origin === location.origin; } catch { return false; }
+  }
+
+  // _openCall joins the call at href over the page, or in a new window
+  // when it cannot be framed here.
+  _openCall(href, title) {
+    if (this._canFrame(href)) this._callOverlay(title).load(href);
+    else window.open(href, '_blank', 'noopener');
+  }
+
+  // _callOverlay lays a call's room over the page, as the seed products
+  // lay the video window over the chat: a frame of the room page, which
+  // minimises itself to its top bar and back (it tells us by postMessage)
+  // and says when its participant left, which closes the overlay. One call
+  // at a time: a new one replaces the last (whose room sees it leave).
+  // Returns {load(href), close()}.
+  _callOverlay(title) {
+    this._call?.close();
+    const frame = h('iframe', { class: 'call-frame', title: title + ' room',
+      allow: 'camera; microphone; display-capture; autoplay; fullscreen; clipboard-write' });
+    const close = h('button', { class: 'call-close', type: 'button', title: 'Close the call', 'aria-label': 'Close the call', text: '✕' });
+    const status = h('span', { class: 'call-status', text: 'Starting the call…' });
+    const box = h('section', { class: 'call-overlay', role: 'dialog', 'aria-label': title },
+      h('header', { class: 'call-head' }, h('strong', { class: 'call-title', text: title }), status, close), frame);
+    const onMessage = (e) => {
+      if (e.source !== frame.contentWindow || e.origin !== location.origin || e.data?.type !== 'parley-meeting') return;
+      if (e.data.action === 'minimise') box.classList.add('minimised');
+      else if (e.data.action === 'maximise') box.classList.remove('minimised');
+      else if (e.data.action === 'left') call.close();
+    };
+    const call = {
+      box, frame,
+      load(href) { status.textContent = ''; frame.src = href; },
+      close() {
+        window.removeEventListener('message', onMessage);
+        frame.src = 'about:blank'; // leaves the room: its socket closes
+        box.remove();
+        if (this === this.owner._call) this.owner._call = null;
+      },
+      owner: this,
+    };
+    close.addEventListener('click', () => call.close());
+    window.addEventListener('message', onMessage);
+    this.shadowRoot.append(box);
+    this._call = call;
+    return call;
   }
 
   // _startFromChat asks the meeting service for a meeting or call with
