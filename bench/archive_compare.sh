@@ -6,6 +6,8 @@
 # fresh data directory with 100 users. Loopback only, own ports (36222/36223/36280)
 # and directories, so it does not disturb ../shared/bench's servers.
 # Usage: bench/archive_compare.sh OUTDIR ROUNDS name=tree [name=tree ...]
+# Environment: MODES (default "max rate5000"), DUR (default 20s), PPROF=1 takes
+# a 10 s CPU profile of each max-rate run (host -pprof-addr 127.0.0.1:36290).
 #   e.g. bench/archive_compare.sh /tmp/cmp 2 before=/tmp/before after=. off=/tmp/off
 set -u
 OUT=${1:?OUTDIR}; ROUNDS=${2:?ROUNDS}; shift 2
@@ -37,21 +39,29 @@ run() { # name mode args...
   local name=$1 mode=$2; shift 2
   rm -rf "$BASE/data"
   "$BASE/host-$name" -domain localhost -data "$BASE/data" -users "$BASE/users.json" -domain-roster=false \
-    -xmpp-addr 127.0.0.1:$PORT -xmpps-addr 127.0.0.1:36223 -http-addr 127.0.0.1:36280 > "$BASE/server-$name.log" 2>&1 &
+    -xmpp-addr 127.0.0.1:$PORT -xmpps-addr 127.0.0.1:36223 -http-addr 127.0.0.1:36280 ${PPROF:+-pprof-addr 127.0.0.1:36290} > "$BASE/server-$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do grep -q "SCRAM credentials ready" "$BASE/server-$name.log" 2>/dev/null && break; sleep 0.2; done
   for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
   {
     echo "== $(date -u +%H:%M:%S) $name $mode: $XB msg $* --addr 127.0.0.1:$PORT --pid $pid --label $name"
     echo "load: $(cat /proc/loadavg); others: $(pgrep -fa 'xmppbench|go test|\.test ' | grep -v "$XB" | cut -c1-100 | tr '\n' ';')"
+    local cpid=
+    if [ -n "${PPROF:-}" ] && [ "$mode" = max ]; then
+      (sleep 5; curl -s -o "$OUT/cpu-$name-$(date -u +%H%M%S).pprof" "http://127.0.0.1:36290/debug/pprof/profile?seconds=10") &
+      cpid=$!
+    fi
     timeout 120 "$XB" msg "$@" --addr 127.0.0.1:$PORT --pid $pid --label "$name"
+    [ -n "$cpid" ] && wait "$cpid"
   } >> "$OUT/$name-$mode.txt" 2>&1
   tail -1 "$OUT/$name-$mode.txt" | sed "s/^/{\"variant\":\"$name\",\"mode\":\"$mode\",\"run\":/; s/\$/}/" >> "$OUT/results.jsonl"
   kill $pid; wait $pid 2>/dev/null
 }
+MODES=${MODES:-max rate5000} # MODES=max: max rate only
+DUR=${DUR:-20s}
 for r in $(seq "$ROUNDS"); do
-  for n in "${names[@]}"; do run "$n" max -p 50 --duration 20s; done
-  for n in "${names[@]}"; do run "$n" rate5000 -p 50 --duration 20s --rate 5000; done
+  case " $MODES " in *" max "*) for n in "${names[@]}"; do run "$n" max -p 50 --duration "$DUR"; done ;; esac
+  case " $MODES " in *" rate5000 "*) for n in "${names[@]}"; do run "$n" rate5000 -p 50 --duration "$DUR" --rate 5000; done ;; esac
 done
 python3 "$(dirname "$0")/archive_summary.py" "$OUT" > "$OUT/table.md"
 echo "results: $OUT"

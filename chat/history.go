@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,7 +55,25 @@ func (g *idGen) next(now time.Time) string {
 	g.mu.Unlock()
 	var r [4]byte
 	rand.Read(r[:])
-	return fmt.Sprintf("%012x%04x%08x", us, seq, binary.BigEndian.Uint32(r[:]))
+	// fmt.Sprintf("%012x%04x%08x", us, seq, random), without fmt (a
+	// third of the cost of archiving a message outside the store).
+	b := make([]byte, 0, 24)
+	b = appendHex(b, uint64(us), 12)
+	b = appendHex(b, uint64(seq), 4)
+	b = appendHex(b, uint64(binary.BigEndian.Uint32(r[:])), 8)
+	return string(b)
+}
+
+// appendHex appends x in lower-case hex, zero-padded to width digits.
+func appendHex(b []byte, x uint64, width int) []byte {
+	n := 1
+	for y := x >> 4; y > 0; y >>= 4 {
+		n++
+	}
+	for ; width > n; width-- {
+		b = append(b, '0')
+	}
+	return strconv.AppendUint(b, x, 16)
 }
 
 // NewID returns a fresh archive id (XEP-0359 stanza-id). Ids sort in the

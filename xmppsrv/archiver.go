@@ -115,7 +115,11 @@ func (a *archiver) archive() {
 // store appends the messages of a batch in one call; if that fails, each
 // job is tried alone, so one bad message fails only its own job.
 func (a *archiver) store(batch []*archiveJob) {
-	var all []storage.ArchivedMessage
+	n := 0
+	for _, j := range batch {
+		n += len(j.msgs)
+	}
+	all := make([]storage.ArchivedMessage, 0, n)
 	for _, j := range batch {
 		all = append(all, j.msgs...)
 	}

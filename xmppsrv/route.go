@@ -108,11 +108,13 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 		srv.shareFiles(el, s.bare, to.Bare())
 	}
 	delivered := el
-	sent := el
-	var msgs []storage.ArchivedMessage
+	var (
+		msgs []storage.ArchivedMessage
+		id   string
+	)
 	if archivable(el, typ) && srv.cfg.Chat.Archiving() {
 		// Stored in both archives before anyone sees it.
-		id := srv.cfg.Chat.NewID()
+		id = srv.cfg.Chat.NewID()
 		now := time.Now()
 		data := el.Bytes(nsClient)
 		m := storage.ArchivedMessage{ID: id, Stamp: now, ClientID: clientID(el), Body: el.ChildText(nsClient, "body"), Data: data}
@@ -124,7 +126,6 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 			msgs = append(msgs, in)
 		}
 		delivered = withStanzaID(el, id, to.Bare())
-		sent = withStanzaID(el, id, s.bare)
 	}
 	srv.afterArchive(s, msgs, func(err error) {
 		if err != nil {
@@ -133,8 +134,24 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 			return
 		}
 		got := srv.deliverMessage(delivered, to, typ, bounce)
+		sent := el
+		if id != "" && srv.sentCopiesWanted(s) {
+			sent = withStanzaID(el, id, s.bare)
+		}
 		srv.carbonCopies(s, sent, delivered, to, typ, got)
 	})
+}
+
+// sentCopiesWanted reports whether another resource of s's user has
+// carbons on, so that the sender's copy with its stanza-id is worth
+// making (most senders have none).
+func (srv *Server) sentCopiesWanted(s *Session) bool {
+	for _, r := range srv.router.Resources(s.bare.String()) {
+		if r != s && r.carbons.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // carbonCopies sends XEP-0280 copies: the message the user sent to the

@@ -218,6 +218,47 @@ func TestTokenize(t *testing.T) {
 	}
 }
 
+// TestASCIITerms holds the ASCII fast path of the indexer to the general
+// one (storage.Tokenize, then indexTerm) on random ASCII bodies.
+func TestASCIITerms(t *testing.T) {
+	general := func(body string) []string {
+		var terms []string
+		for _, tok := range storage.Tokenize(body) {
+			terms = append(terms, indexTerm(tok.Term))
+		}
+		slices.Sort(terms)
+		return slices.Compact(terms)
+	}
+	alphabet := "aZz09 .,-_'!?\t\n@xyzABC" + "\x00\x7f"
+	r := rand.New(rand.NewPCG(3, 4))
+	bodies := []string{"", " ", "Hello, World! hello", strings.Repeat("Ab1", 40) + " x " + strings.Repeat("q", 64), "xb 17 12345 1732261234567890123"}
+	for range 20000 {
+		b := make([]byte, r.IntN(90))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		if r.IntN(10) == 0 { // long words, cut at maxTermLen
+			b = append(b, strings.Repeat("w", 50+r.IntN(30))...)
+		}
+		bodies = append(bodies, string(b))
+	}
+	for _, body := range bodies {
+		got, ok := appendASCIITerms(nil, body)
+		if !ok {
+			t.Fatalf("appendASCIITerms(%q) refused an ASCII body", body)
+		}
+		if want := general(body); !slices.Equal(got, want) {
+			t.Fatalf("terms of %q = %q, want %q", body, got, want)
+		}
+	}
+	if _, ok := appendASCIITerms(nil, "café"); ok {
+		t.Error("appendASCIITerms took a body that is not ASCII")
+	}
+	if got, want := indexTerms("Café au LAIT, ＡＢＣ"), general("Café au LAIT, ＡＢＣ"); !slices.Equal(got, want) {
+		t.Errorf("indexTerms = %q, want %q", got, want)
+	}
+}
+
 // TestPostingBlocks adds and removes IDs in random orders and batch sizes
 // and checks the blocks after each step: IDs in order and each in the
 // one block whose key range holds it, no block over blockSize, none

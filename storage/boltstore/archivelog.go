@@ -106,14 +106,13 @@ type archiveLog struct {
 	amu sync.Mutex
 	// newest holds, for owners appended to since Open, the highest ID
 	// logged for them: an ID above it cannot be in their archive, which
-	// spares the common append a database read.
+	// spares the common append a database read, and an owner not in it
+	// has no records in the log that the database lacks.
 	newest map[string]string
-	// unapplied holds the IDs of the records logged, or being logged,
-	// and not yet applied: the database does not have them yet.
-	unapplied map[idKey]struct{}
 
 	mu       sync.Mutex
 	queue    []*logWrite // for the next leader
+	inflight []*logWrite // the group a leader is writing
 	writing  bool        // a leader holds, or is about to take, the queue
 	active   int         // the file written to
 	size     [2]int64    // of each file's records
@@ -135,8 +134,7 @@ type archiveLog struct {
 type logRecord struct {
 	seq     uint64
 	payload []byte
-	n       int     // messages
-	keys    []idKey // of the messages, for unapplied; nil in replay
+	n       int // messages
 }
 
 type idKey struct{ owner, id string }
@@ -149,7 +147,7 @@ type logWrite struct {
 // openArchiveLog opens the log's files, applies the records the database
 // lacks, empties the files and starts the indexer.
 func openArchiveLog(s *Store, paths []string, noSync bool) (*archiveLog, error) {
-	l := &archiveLog{s: s, noSync: noSync, segment: segmentSize, delay: indexDelay, newest: make(map[string]string), unapplied: make(map[idKey]struct{}), changed: make(chan struct{}), idxDone: make(chan struct{})}
+	l := &archiveLog{s: s, noSync: noSync, segment: segmentSize, delay: indexDelay, newest: make(map[string]string), changed: make(chan struct{}), idxDone: make(chan struct{})}
 	for i, p := range paths {
 		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
@@ -329,14 +327,10 @@ func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage)
 	for _, m := range msgs {
 		payload = appendString(payload, m.Owner)
 		payload = appendString(payload, m.ID)
-		val := encodeMessage(m)
-		payload = binary.AppendUvarint(payload, uint64(len(val)))
-		payload = append(payload, val...)
+		payload = binary.AppendUvarint(payload, uint64(messageSize(m)))
+		payload = appendMessage(payload, m)
 	}
-	rec := &logRecord{payload: payload, n: len(msgs), keys: make([]idKey, len(msgs))}
-	for i, m := range msgs {
-		rec.keys[i] = idKey{m.Owner, m.ID}
-	}
+	rec := &logRecord{payload: payload, n: len(msgs)}
 
 	if err := l.room(ctx); err != nil {
 		return err
@@ -356,15 +350,12 @@ func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage)
 
 	if !lead {
 		if err := <-me.done; err != errLead {
-			if err != nil {
-				l.forget(rec)
-			}
 			return err
 		}
 	}
 	l.mu.Lock()
 	group := l.queue
-	l.queue = nil
+	l.queue, l.inflight = nil, group
 	closing := l.closing
 	l.mu.Unlock()
 
@@ -377,6 +368,7 @@ func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage)
 	}
 
 	l.mu.Lock()
+	l.inflight = nil
 	if len(l.queue) > 0 {
 		l.queue[0].done <- errLead
 	} else {
@@ -384,11 +376,7 @@ func (l *archiveLog) append(ctx context.Context, msgs []storage.ArchivedMessage)
 		l.signal()
 	}
 	l.mu.Unlock()
-	err = <-me.done
-	if err != nil {
-		l.forget(rec)
-	}
-	return err
+	return <-me.done
 }
 
 // write appends a group's records in one write and syncs them.
@@ -436,6 +424,7 @@ func (l *archiveLog) write(group []*logWrite) error {
 		f.Truncate(off)
 		l.mu.Lock()
 		l.alloc[l.active] = off
+		l.inflight = nil
 		l.mu.Unlock()
 		return fmt.Errorf("boltstore: archive log: %w", err)
 	}
@@ -444,6 +433,7 @@ func (l *archiveLog) write(group []*logWrite) error {
 	l.alloc[l.active] = alloc
 	l.last[l.active] = seq
 	l.logged = seq
+	l.inflight = nil
 	for _, w := range group {
 		l.pending = append(l.pending, w.rec)
 		l.pendingB += len(w.rec.payload)
@@ -511,9 +501,22 @@ func (l *archiveLog) caughtUp(ctx context.Context) error {
 // checkIDs rejects msgs when one of their IDs is in its owner's archive,
 // logged and not yet applied, or comes twice; the caller holds amu. IDs
 // are made in increasing order, so nearly every one is above its owner's
-// newest and needs no read.
+// newest and needs no read. An owner not seen since Open has nothing in
+// the log the database lacks, so a database read settles it; only an ID
+// out of order (at or below its owner's newest) makes checkIDs look
+// through the records not yet applied as well.
 func (l *archiveLog) checkIDs(ctx context.Context, msgs []storage.ArchivedMessage) error {
-	upd := make(map[string]string)
+	var upd map[string]string
+	if len(msgs) <= 2 {
+		// The common call, both copies of one message: no map.
+		if l.fresh(msgs) {
+			for _, m := range msgs {
+				l.newest[m.Owner] = m.ID
+			}
+			return nil
+		}
+	}
+	upd = make(map[string]string)
 	fresh := true
 	for _, m := range msgs {
 		n, ok := upd[m.Owner]
@@ -530,6 +533,16 @@ func (l *archiveLog) checkIDs(ctx context.Context, msgs []storage.ArchivedMessag
 		// An owner not seen since Open (the database then holds all of
 		// theirs), or an ID out of order.
 		clear(upd)
+		var logged map[idKey]bool
+		for _, m := range msgs {
+			if n, ok := l.newest[m.Owner]; ok && m.ID <= n {
+				// Read before the database: a record the indexer
+				// applies meanwhile leaves the pending list only once
+				// the database has it.
+				logged = l.unappliedIDs()
+				break
+			}
+		}
 		seen := make(map[idKey]bool, len(msgs))
 		err := l.s.view(ctx, func(tx *bolt.Tx) error {
 			for _, m := range msgs {
@@ -539,7 +552,7 @@ func (l *archiveLog) checkIDs(ctx context.Context, msgs []storage.ArchivedMessag
 				}
 				seen[k] = true
 				ab := readArchive(tx, m.Owner)
-				if _, ok := l.unapplied[k]; ok || ab != nil && ab.msg.Get([]byte(m.ID)) != nil {
+				if logged[k] || ab != nil && ab.msg.Get([]byte(m.ID)) != nil {
 					return fmt.Errorf("boltstore: the archive of %q already holds id %q", m.Owner, m.ID)
 				}
 				if _, ok := upd[m.Owner]; ok {
@@ -564,20 +577,47 @@ func (l *archiveLog) checkIDs(ctx context.Context, msgs []storage.ArchivedMessag
 	for o, id := range upd {
 		l.newest[o] = id
 	}
-	for _, m := range msgs {
-		l.unapplied[idKey{m.Owner, m.ID}] = struct{}{}
-	}
 	return nil
 }
 
-// forget drops rec's IDs from unapplied: it is applied, or failed.
-func (l *archiveLog) forget(rec *logRecord) {
-	l.amu.Lock()
-	for _, k := range rec.keys {
-		delete(l.unapplied, k)
+// fresh reports whether every one of msgs (at most two) has an owner seen
+// since Open and an ID above that owner's newest, and the IDs of a shared
+// owner increase.
+func (l *archiveLog) fresh(msgs []storage.ArchivedMessage) bool {
+	for i, m := range msgs {
+		n, ok := l.newest[m.Owner]
+		if i == 1 && m.Owner == msgs[0].Owner {
+			n, ok = msgs[0].ID, true
+		}
+		if !ok || m.ID <= n {
+			return false
+		}
 	}
-	l.amu.Unlock()
-	rec.keys = nil
+	return true
+}
+
+// unappliedIDs returns the IDs of the records logged, or being logged,
+// and not yet applied: the database does not have them yet. The caller
+// holds amu, so no record enters the queue meanwhile.
+func (l *archiveLog) unappliedIDs() map[idKey]bool {
+	l.mu.Lock()
+	recs := slices.Clone(l.pending)
+	for _, w := range l.inflight {
+		recs = append(recs, w.rec)
+	}
+	for _, w := range l.queue {
+		recs = append(recs, w.rec)
+	}
+	l.mu.Unlock()
+	ids := make(map[idKey]bool)
+	var msgs []loggedMessage
+	for _, r := range recs {
+		msgs, _ = decodeRecord(r.payload, msgs[:0])
+		for _, m := range msgs {
+			ids[idKey{m.owner, string(m.id)}] = true
+		}
+	}
+	return ids
 }
 
 // index applies logged records until Close.
@@ -623,11 +663,6 @@ func (l *archiveLog) index() {
 		l.mu.Unlock()
 
 		err := l.apply(recs)
-		if err == nil {
-			for _, r := range recs {
-				l.forget(r)
-			}
-		}
 
 		l.mu.Lock()
 		if err != nil {
