@@ -112,7 +112,10 @@ type Config struct {
 	// ":7882" (DefaultMediaUDPAddr; open UDP 7882 in the firewall). If
 	// the default port is taken (a second Server in one process) a free
 	// one is used and a warning logged; a MediaUDPAddr given here that
-	// cannot be opened fails New. "127.0.0.1:0" suits tests.
+	// cannot be opened fails New. "127.0.0.1:0" suits tests: on a
+	// loopback address the SFU exchanges media with loopback addresses
+	// only (media.Config.UDPAddr), so a Chromium under test needs
+	// --allow-loopback-in-peer-connection.
 	MediaUDPAddr string
 	// MediaTCPAddr adds ICE over TCP on one port, for networks that block
 	// UDP (":7882" too, say). Default: off.

@@ -15,17 +15,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
 // BenchmarkJanusVideoRoom drives Debian's janus (its videoroom plugin)
 // with the load of BenchmarkForwardPion: one 1.5 Mbit/s VP8 publisher and
-// N subscribers on loopback, pion clients in this process, and measures
-// the janus process's CPU time (from /proc) per packet delivered. It runs
-// only when PARLEY_JANUS_URL (the REST endpoint, e.g.
-// http://127.0.0.1:18088/janus) and PARLEY_JANUS_PID are set; see
-// BENCHMARKS.md for the janus configuration. Run with -benchtime=1x.
+// N subscribers, pion clients in this process, and measures the janus
+// process's CPU time (from /proc) per packet delivered. It runs only when
+// PARLEY_JANUS_URL (the REST endpoint, e.g. http://10.77.0.2:18088/janus)
+// and PARLEY_JANUS_PID are set; bench/media_netns.sh starts janus in a
+// network namespace and runs it (see BENCHMARKS.md). Run with
+// -benchtime=1x.
 func BenchmarkJanusVideoRoom(b *testing.B) {
 	url, pid := os.Getenv("PARLEY_JANUS_URL"), os.Getenv("PARLEY_JANUS_PID")
 	if url == "" || pid == "" {
@@ -162,9 +164,11 @@ func jsepOf(ev map[string]any) webrtc.SessionDescription {
 }
 
 // janusClientAPI is pion with VP8, as a client. Janus (libnice) gathers no
-// candidates on the loopback interface, only on this host's other
-// addresses; the clients offer this host's addresses too, so the media
-// still never leaves the machine (the kernel delivers it locally).
+// candidates on the loopback interface, so it runs in a network namespace
+// of its own joined to this one by a veth pair (bench/media_netns.sh):
+// PARLEY_JANUS_URL is then on the namespace's end, and
+// MEDIA_BENCH_CLIENT_IFACE names this end, the one interface the clients
+// gather on; janus answers with the namespace's end only.
 func janusClientAPI(b testing.TB) *webrtc.API {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
@@ -175,6 +179,13 @@ func janusClientAPI(b testing.TB) *webrtc.API {
 	}
 	se := webrtc.SettingEngine{LoggerFactory: quietPion{}}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if iface := os.Getenv("MEDIA_BENCH_CLIENT_IFACE"); iface != "" {
+		se.SetInterfaceFilter(func(name string) bool { return name == iface })
+	} else {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
 }
 
@@ -254,7 +265,7 @@ func benchJanus(b *testing.B, url, pid string, n, secs int) {
 		b.Fatalf("publisher answer: %v (%v)", err, ev)
 	}
 	if os.Getenv("PARLEY_JANUS_DEBUG") != "" {
-		b.Logf("janus answer:\n%s", jsepOf(ev).SDP)
+		b.Logf("offer to janus:\n%s\njanus answer:\n%s", offer.SDP, jsepOf(ev).SDP)
 	}
 	pd, _ := ev["plugindata"].(map[string]any)["data"].(map[string]any)
 	feed := pd["id"]

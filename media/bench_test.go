@@ -127,15 +127,16 @@ func TestBenchChild(t *testing.T) {
 	ts := &testServer{url: os.Getenv("MEDIA_BENCH_URL")}
 	n, _ := strconv.Atoi(os.Getenv("MEDIA_BENCH_N"))
 	secs, _ := strconv.Atoi(os.Getenv("MEDIA_BENCH_SECONDS"))
+	iface := os.Getenv("MEDIA_BENCH_CLIENT_IFACE")
 	var tracks []*recvTrack
 	var senders []*synthSender
 	switch mode {
 	case "fanout":
 		var subs []*testClient
 		for i := 0; i < n; i++ {
-			subs = append(subs, dialClient(t, ts, fmt.Sprintf("bench/sub%d/max=1000", i), clientOpts{countOnly: true}))
+			subs = append(subs, dialClient(t, ts, fmt.Sprintf("bench/sub%d/max=1000", i), clientOpts{countOnly: true, iface: iface}))
 		}
-		pub := dialClient(t, ts, "bench/pub/max=1000", clientOpts{})
+		pub := dialClient(t, ts, "bench/pub/max=1000", clientOpts{iface: iface})
 		senders = pub.publish(synthSpec{source: SourceCamera, bitrates: []int{1_500_000}, keyframeEvery: 60})
 		for _, c := range subs {
 			tracks = append(tracks, c.track("pub/camera", 30*time.Second))
@@ -143,7 +144,7 @@ func TestBenchChild(t *testing.T) {
 	case "room":
 		var cs []*testClient
 		for i := 0; i < n; i++ {
-			cs = append(cs, dialClient(t, ts, fmt.Sprintf("bench/p%d", i), clientOpts{countOnly: true}))
+			cs = append(cs, dialClient(t, ts, fmt.Sprintf("bench/p%d", i), clientOpts{countOnly: true, iface: iface}))
 		}
 		for _, c := range cs {
 			senders = append(senders, c.publish(synthSpec{source: SourceMic, level: 50}, synthSpec{source: SourceCamera, bitrates: []int{500_000}, keyframeEvery: 60})...)
@@ -219,12 +220,28 @@ type sfuMeasure struct {
 
 // measureWithChild runs an SFU here and the clients in a child process,
 // and measures this process between the child's start and result lines.
+//
+// By default both are on loopback. To run them on the two ends of a veth
+// pair instead (the SFU's process inside a network namespace, the
+// clients' in the host's; see bench/media_netns.sh), set
+// MEDIA_BENCH_SFU_IP to the address of the namespace's end,
+// MEDIA_BENCH_CLIENT_IFACE to the name of the host's end, and
+// MEDIA_BENCH_CHILD_NETNS to a network namespace file for the child
+// (/proc/1/ns/net: the host's), which it enters with nsenter.
 func measureWithChild(b *testing.B, mode string, n, secs int) sfuMeasure {
+	ip := "127.0.0.1"
+	if v := os.Getenv("MEDIA_BENCH_SFU_IP"); v != "" {
+		ip = v
+	}
 	// Loopback has room for every stream: the figures are the cost of
 	// forwarding all of them, not of what congestion control would pause
 	// when the clients' process starves the machine.
-	ts := newTestServer(b, func(c *Config) { c.InitialBitrate, c.LosslessBitrate = 100_000_000, 100_000_000 })
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChild$", "-test.count=1", "-test.v", "-test.timeout=5m")
+	ts := newTestServerOn(b, ip, func(c *Config) { c.InitialBitrate, c.LosslessBitrate = 100_000_000, 100_000_000 })
+	args := []string{os.Args[0], "-test.run=^TestBenchChild$", "-test.count=1", "-test.v", "-test.timeout=5m"}
+	if ns := os.Getenv("MEDIA_BENCH_CHILD_NETNS"); ns != "" {
+		args = append([]string{"nsenter", "--net=" + ns, "--"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "MEDIA_BENCH_CHILD="+mode, "MEDIA_BENCH_URL="+ts.url,
 		"MEDIA_BENCH_N="+strconv.Itoa(n), "MEDIA_BENCH_SECONDS="+strconv.Itoa(secs))
 	out, err := cmd.StdoutPipe()

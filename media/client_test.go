@@ -62,9 +62,16 @@ type testServer struct {
 
 func newTestServer(t testing.TB, mut func(*Config)) *testServer {
 	t.Helper()
+	return newTestServerOn(t, "127.0.0.1", mut)
+}
+
+// newTestServerOn is newTestServer with the SFU's UDP socket and the
+// signalling server on ip.
+func newTestServerOn(t testing.TB, ip string, mut func(*Config)) *testServer {
+	t.Helper()
 	cfg := Config{
 		Authorizer: testAuthorizer(),
-		UDPAddr:    "127.0.0.1:0",
+		UDPAddr:    net.JoinHostPort(ip, "0"),
 		Logger:     quietLogger(),
 	}
 	if os.Getenv("MEDIA_TEST_LOG") == "" {
@@ -77,7 +84,15 @@ func newTestServer(t testing.TB, mut func(*Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s.Handler())
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	ts := &testServer{sfu: s, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
 	t.Cleanup(ts.close)
 	return ts
@@ -101,6 +116,9 @@ type clientOpts struct {
 	// countOnly makes a subscriber count packets instead of keeping them
 	// (benchmarks).
 	countOnly bool
+	// iface, if set, is the one network interface ICE gathers on instead
+	// of the loopback interface (benchmarks over a veth pair).
+	iface string
 }
 
 type testClient struct {
@@ -201,8 +219,12 @@ func newClientAPI(t testing.TB, o clientOpts) *webrtc.API {
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{LoggerFactory: quietPion{}}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	iface := "lo"
+	if o.iface != "" {
+		iface = o.iface
+	}
+	se.SetIncludeLoopbackCandidate(iface == "lo")
+	se.SetInterfaceFilter(func(name string) bool { return name == iface })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	if o.tcpOnly {

@@ -31,6 +31,14 @@ type Config struct {
 	// UDPAddr is where the SFU opens that socket when UDPConn is nil and no
 	// port range is set. Default ":7882": one firewall rule (UDP 7882)
 	// admits every participant. Use "127.0.0.1:0" in tests.
+	//
+	// A socket on a loopback address (here, in UDPConn when it is a
+	// *net.UDPConn, or in TCPAddr and TCPListener) serves clients on this
+	// host over loopback only: packets from and to the host's other
+	// addresses are dropped, so a browser on the same host selects its
+	// loopback candidate (Chromium gathers one when started with
+	// --allow-loopback-in-peer-connection) and media never leaves
+	// 127.0.0.0/8 or ::1.
 	UDPAddr string
 	// UDPPortMin and UDPPortMax, when both set, switch from the single
 	// multiplexed port to one ephemeral port per peer from this range.

@@ -73,6 +73,9 @@ func newEngine(cfg Config) (*engine, error) {
 			}
 		}
 		e.tcpAddr = ln.Addr()
+		if onLoopback(e.tcpAddr) {
+			ln = loopbackListener{ln}
+		}
 		e.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
 			Listener:       ln,
 			Logger:         cfg.LoggerFactory.NewLogger("ice-tcp"),
@@ -139,11 +142,15 @@ func (e *engine) openUDP(cfg Config, se *webrtc.SettingEngine) error {
 	}
 	logger := cfg.LoggerFactory.NewLogger("ice-udp")
 	if cfg.UDPConn != nil {
-		e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: cfg.UDPConn, Logger: logger})
-		e.udpAddr = cfg.UDPConn.LocalAddr()
-		if a, ok := e.udpAddr.(*net.UDPAddr); ok && a.IP.IsLoopback() {
+		conn := cfg.UDPConn
+		e.udpAddr = conn.LocalAddr()
+		if onLoopback(e.udpAddr) {
 			se.SetIncludeLoopbackCandidate(true)
+			if u, ok := conn.(*net.UDPConn); ok {
+				conn = loopbackUDP{u}
+			}
 		}
+		e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn, Logger: logger})
 		se.SetICEUDPMux(e.udpMux)
 		return nil
 	}
@@ -176,11 +183,12 @@ func (e *engine) openUDP(cfg Config, se *webrtc.SettingEngine) error {
 	if err != nil {
 		return fmt.Errorf("media: UDP mux: %w", err)
 	}
-	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn, Logger: logger})
 	e.udpAddr = conn.LocalAddr()
-	if ip != nil && ip.IsLoopback() {
+	if onLoopback(e.udpAddr) {
 		se.SetIncludeLoopbackCandidate(true)
+		conn = loopbackUDP{conn.(*net.UDPConn)}
 	}
+	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn, Logger: logger})
 	se.SetICEUDPMux(e.udpMux)
 	return nil
 }

@@ -15,7 +15,10 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
+    '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    // Gather on the loopback interface too: the SFU listens on 127.0.0.1
+    // only, and media must not leave loopback (onLoopback checks it).
+    '--allow-loopback-in-peer-connection'],
 });
 
 let n = 0;
@@ -118,6 +121,41 @@ async function growth(page, ms) {
   return out;
 }
 
+// selectedPairs reads, for the page's publishing and subscribing
+// connections, the addresses of the candidate pair ICE selected.
+async function selectedPairs(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const [name, pc] of [['pub', window.parleyMedia.pub], ['sub', window.parleyMedia.sub]]) {
+      if (!pc) { out[name] = null; continue; }
+      const rep = await pc.getStats();
+      const byId = new Map();
+      rep.forEach(s => byId.set(s.id, s));
+      let pair = null;
+      rep.forEach(s => { if (s.type === 'transport' && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId); });
+      if (!pair) { out[name] = { state: pc.iceConnectionState }; continue; }
+      const l = byId.get(pair.localCandidateId) || {}, r = byId.get(pair.remoteCandidateId) || {};
+      out[name] = { state: pc.iceConnectionState, local: l.address || l.ip, localPort: l.port, localType: l.candidateType,
+        remote: r.address || r.ip, remotePort: r.port, remoteType: r.candidateType, protocol: l.protocol,
+        bytesSent: pair.bytesSent || 0, bytesReceived: pair.bytesReceived || 0 };
+    }
+    return out;
+  });
+}
+
+// onLoopback checks that both of the page's connections to the SFU run on
+// a candidate pair whose two ends are 127.0.0.1: media stays on loopback.
+async function onLoopback(who, page) {
+  const p = await selectedPairs(page);
+  for (const name of ['pub', 'sub']) {
+    const c = p[name];
+    if (!c || c.local !== '127.0.0.1' || c.remote !== '127.0.0.1' || !(c.bytesSent + c.bytesReceived > 0)) {
+      throw new Error(`${who}'s ${name} connection is not on 127.0.0.1 at both ends: ${JSON.stringify(p)}`);
+    }
+  }
+  console.log(`  ${who}'s selected pairs: ` + ['pub', 'sub'].map(n => `${n} ${p[n].local}:${p[n].localPort} (${p[n].localType}) <-> ${p[n].remote}:${p[n].remotePort} (${p[n].remoteType}) ${p[n].protocol}, ${p[n].bytesSent} bytes out, ${p[n].bytesReceived} in`).join('; '));
+}
+
 const ids = {};
 async function myID(page) { return page.evaluate(() => window.parleyMedia.participant); }
 
@@ -200,6 +238,7 @@ try {
   await seesAndHears('alice', alice, ['bob', 'carol']);
   await seesAndHears('bob', bob, ['alice', 'carol']);
   await seesAndHears('carol', carol, ['alice', 'bob']);
+  for (const [name, page] of Object.entries(people)) await onLoopback(name, page);
   await until(alice, 'names on the tiles', () => [...document.querySelectorAll('.media-tile .label')].map(e => e.textContent).join('|').toLowerCase().includes('bob'));
   // The sent layers follow the device preference (low: 640x360 at most).
   const sent = await alice.evaluate(async () => {
@@ -228,6 +267,7 @@ try {
     console.log('  ICE credentials before', before.join(' '), 'after', (await ufrags()).join(' '));
     await seesAndHears('bob', bob, ['alice', 'carol']);
     await seesAndHears('alice', alice, ['bob', 'carol']);
+    await onLoopback('bob', bob);
   }
 
   step('Bob shares his screen; Alice and Carol see it');
@@ -352,6 +392,7 @@ try {
   await until(alice, 'Alice has Bob\'s video again', id => window.parleyMedia.tracks.some(t => t.participant === id && t.source === 'camera'), ids.bob);
   await seesAndHears('alice', alice, ['bob']);
   await seesAndHears('bob', bob, ['alice']);
+  await onLoopback('bob', bob);
   await shot(bob, 'bob-back');
 
   if (logs.length) throw new Error('browser errors:\n' + logs.join('\n'));

@@ -93,7 +93,10 @@ export class Peer {
 export const browser = await chromium.launch({
   executablePath: env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
+    '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    // Calls: gather on the loopback interface too, where the example host's
+    // SFU listens (panel_calls.mjs checks the selected candidate pairs).
+    '--allow-loopback-in-peer-connection'],
 });
 
 // webmailLogin logs address into the toy webmail in a new browser context

@@ -1,6 +1,6 @@
 // Calls from the chat panel, and notifications, in Chromium against the
-// example host (browser_test.go starts it with the SFU on a free UDP
-// port). Alice (desktop) starts a video call from Actions (…): the link
+// example host (panel_calls_browser_test.go starts it with the SFU on a
+// free UDP port on 127.0.0.1). Alice (desktop) starts a video call from Actions (…): the link
 // is posted in the chat and her room opens over the page (the seed
 // products lay the video window over the chat); Bob (phone width) sees
 // the call card in his panel, opens it over his page, and both rooms
@@ -83,6 +83,31 @@ async function growth(page, ms) {
     out[k] = { ...v, frames: v.framesDecoded - (p.framesDecoded || 0), bytes: v.bytesReceived - (p.bytesReceived || 0) };
   }
   return { tracks: out, sending: b.sending, me: b.me };
+}
+
+// onLoopback checks, with getStats, that the candidate pair ICE selected
+// for each of the room's two connections (publishing and subscribing) is
+// 127.0.0.1 at both ends: media stays on loopback.
+async function onLoopback(room, who) {
+  const pairs = await room.evaluate(async () => {
+    const out = {};
+    for (const [name, pc] of [['pub', window.parleyMedia.pub], ['sub', window.parleyMedia.sub]]) {
+      if (!pc) continue;
+      const byId = new Map();
+      (await pc.getStats()).forEach((s) => byId.set(s.id, s));
+      const t = [...byId.values()].find((s) => s.type === 'transport' && s.selectedCandidatePairId);
+      const p = t && byId.get(t.selectedCandidatePairId);
+      const l = p && byId.get(p.localCandidateId);
+      const r = p && byId.get(p.remoteCandidateId);
+      out[name] = { local: l && (l.address || l.ip), remote: r && (r.address || r.ip), bytes: p ? p.bytesSent + p.bytesReceived : 0 };
+    }
+    return out;
+  });
+  for (const name of ['pub', 'sub']) {
+    const c = pairs[name];
+    check(c && c.local === '127.0.0.1' && c.remote === '127.0.0.1' && c.bytes > 0, `${who}'s ${name} connection is not on 127.0.0.1 at both ends: ${JSON.stringify(pairs)}`);
+  }
+  log(`  ${who}: selected pairs pub ${pairs.pub.local} <-> ${pairs.pub.remote}, sub ${pairs.sub.local} <-> ${pairs.sub.remote}`);
 }
 
 // roomFrame waits for the call laid over page and returns the room's
@@ -212,6 +237,8 @@ try {
     // Frames keep coming: a second window two seconds later.
     await decodes(aliceRoom, 'alice', ids.bob, { video: true });
     await decodes(bobRoom, 'bob', ids.alice, { video: true });
+    await onLoopback(aliceRoom, 'alice');
+    await onLoopback(bobRoom, 'bob');
     await alice.screenshot({ path: path.join(shots, 'calls-desktop-video-room.png') });
     await bob.screenshot({ path: path.join(shots, 'calls-phone-video-room.png') });
   });
@@ -264,6 +291,8 @@ try {
     const gb = await decodes(bobRoom, 'bob', a, { video: false });
     check(!ga.sending.includes('video') && !gb.sending.includes('video'), `a video sender in an audio call: alice ${ga.sending}, bob ${gb.sending}`);
     check(ga.sending.includes('audio') && gb.sending.includes('audio'), 'no audio sender');
+    await onLoopback(aliceRoom, 'alice');
+    await onLoopback(bobRoom, 'bob');
     const cams = await aliceRoom.evaluate(() => window.parleyMedia.tracks.filter((t) => t.source === 'camera').length);
     check(cams === 0, cams + ' camera tracks in an audio call');
     check(await aliceRoom.locator('#media-camera').isHidden() && await bobRoom.locator('#media-camera').isHidden(), 'a camera button in an audio call');
