@@ -45,7 +45,10 @@
 // acknowledgement lost with the stream makes a stanza arrive twice. With a
 // peer that does not offer it, what was written to a stream that breaks
 // can be lost, as in plain RFC 6120. Inbound, the feature is offered
-// after TLS and enabled only once the peer has authenticated.
+// after TLS and enabled only once the peer has authenticated, and the
+// last acknowledgement is sent before the stream closes, when the peer
+// closes it or when Shutdown ends it with system-shutdown, so nothing
+// that was delivered is sent again or bounced.
 //
 // The stanza size, authentication and write timeouts are those of client
 // streams unless set here; the read rate (Config.ReadRate) is a stream's

@@ -92,10 +92,25 @@ func (s *Server) serveConn(c net.Conn, direct bool) {
 		case errors.As(err, &se):
 			s.log.Info("s2s: inbound stream error", "peer", in.peer, "remote", c.RemoteAddr().String(), "err", se)
 			in.x.fail(se)
+		case errors.Is(err, errShutdown):
+			// The last acknowledgement first, so that the sending server
+			// neither resends nor bounces what was delivered here.
+			in.sendAck()
+			in.x.fail(serr("system-shutdown", "the server is shutting down"))
 		case errors.Is(err, errClosed):
+			in.sendAck()
 			in.x.write([]byte("</stream:stream>"))
 		}
 		return
+	}
+}
+
+// sendAck tells a peer that enabled stream management how many
+// stanzas were handled (XEP-0198 section 4): when it asks, and once more
+// before the stream closes.
+func (in *inStream) sendAck() {
+	if in.sm {
+		in.x.write([]byte(`<a xmlns="` + nsSM + `" h="` + strconv.FormatUint(uint64(in.handled), 10) + `"/>`))
 	}
 }
 
@@ -216,7 +231,7 @@ func (in *inStream) handle(el *xmppsrv.Element) error {
 		x.write([]byte(`<enabled xmlns="` + nsSM + `"/>`))
 		return nil
 	case el.Space == nsSM && el.Local == "r" && in.sm:
-		x.write([]byte(`<a xmlns="` + nsSM + `" h="` + strconv.FormatUint(uint64(in.handled), 10) + `"/>`))
+		in.sendAck()
 		return nil
 	case el.Space == nsSM && el.Local == "a" && in.sm:
 		return nil // nothing is sent to the peer on its own stream

@@ -269,9 +269,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		r.shutdown()
 	}
 	s.cancel()
+	// Inbound streams stop reading, acknowledge what they handled and
+	// close with system-shutdown; those that cannot by ctx's end are cut.
 	s.mu.Lock()
 	for c := range s.conns {
-		c.Close()
+		c.SetReadDeadline(time.Now())
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -280,6 +282,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
 		return ctx.Err()
 	}
 }

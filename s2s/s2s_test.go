@@ -2,6 +2,7 @@ package s2s
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,7 +180,9 @@ func newPeer(t testing.TB, domain string, ca *testCA, mutate func(*Config)) *pee
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+			var buf bytes.Buffer
+			pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			t.Errorf("Shutdown: %v; goroutines:\n%s", err, buf.String())
 		}
 	})
 	return p
@@ -786,5 +790,54 @@ func TestStreamManagementNeedsAuthentication(t *testing.T) {
 	fmt.Fprint(r.c, `<enable xmlns="urn:xmpp:sm:3"/>`)
 	if el := r.next(); el.Local != "failed" || el.Space != nsSM {
 		t.Fatalf("enable before authentication: %s", el.Bytes(nsServer))
+	}
+}
+
+// TestShutdownAcknowledgesWhatWasHandled: a server that shuts down tells
+// a peer with stream management how many stanzas it handled before it
+// closes the stream with system-shutdown, so the peer neither resends
+// nor bounces messages that were delivered.
+func TestShutdownAcknowledgesWhatWasHandled(t *testing.T) {
+	a, b := pair(t, nil, false, nil)
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	fmt.Fprintf(r.c, `<db:result from="a.test" to="b.test">%s</db:result>`, DialbackKey(a.srv.secret, "b.test", "a.test", r.hdr["id"]))
+	if res := r.next(); res.Get("type") != "valid" {
+		t.Fatalf("dialback: %s", res.Bytes(nsServer))
+	}
+	fmt.Fprint(r.c, `<enable xmlns="urn:xmpp:sm:3"/>`)
+	if el := r.next(); el.Local != "enabled" {
+		t.Fatalf("enable: %s", el.Bytes(nsServer))
+	}
+	for i := range 3 {
+		fmt.Fprintf(r.c, `<message from="alice@a.test/x" to="bob@b.test" type="chat"><body>%d</body></message>`, i)
+		b.local.expect(t, "message")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go b.srv.Shutdown(ctx)
+	if el := r.next(); el.Space != nsSM || el.Local != "a" || el.Get("h") != "3" {
+		t.Fatalf("first on shutdown: %s, want <a h='3'/>", el.Bytes(nsServer))
+	}
+	if se := r.next(); se.Space != nsStream || describe(se) != "system-shutdown" {
+		t.Fatalf("then: %s, want system-shutdown", se.Bytes(""))
+	}
+}
+
+// TestCloseAcknowledgesWhatWasHandled: a peer that closes its stream
+// gets the last acknowledgement before the closing tag.
+func TestCloseAcknowledgesWhatWasHandled(t *testing.T) {
+	a, b := pair(t, nil, false, nil)
+	r := dialRaw(t, b.addr, "a.test", "b.test")
+	fmt.Fprintf(r.c, `<db:result from="a.test" to="b.test">%s</db:result>`, DialbackKey(a.srv.secret, "b.test", "a.test", r.hdr["id"]))
+	r.next()
+	fmt.Fprint(r.c, `<enable xmlns="urn:xmpp:sm:3"/>`)
+	r.next()
+	fmt.Fprint(r.c, `<message from="alice@a.test/x" to="bob@b.test" type="chat"><body>1</body></message></stream:stream>`)
+	b.local.expect(t, "message")
+	if el := r.next(); el.Space != nsSM || el.Local != "a" || el.Get("h") != "1" {
+		t.Fatalf("on close: %s, want <a h='1'/>", el.Bytes(nsServer))
+	}
+	if tok, err := r.d.Token(); err != nil || tok.(xml.EndElement).Name.Local != "stream" {
+		t.Fatalf("then %v %v, want </stream:stream>", tok, err)
 	}
 }

@@ -72,6 +72,8 @@ var (
 	errTooBig  = errors.New("s2s: stanza too large")
 	errClosed  = errors.New("s2s: peer closed the stream")
 	errRestart = errors.New("s2s: stream restart")
+	// errShutdown stops a read when the server shuts down.
+	errShutdown = errors.New("s2s: server shutting down")
 )
 
 // xconn is one TCP (then TLS) connection carrying XML streams. Reads
@@ -114,6 +116,11 @@ func (r *limitReader) Read(p []byte) (int, error) {
 		r.x.c.SetReadDeadline(time.Unix(0, u))
 	} else if t := r.x.idle.Load(); t > 0 {
 		r.x.c.SetReadDeadline(time.Now().Add(time.Duration(t)))
+	}
+	// Checked after the deadline is set: Shutdown cancels, then sets a
+	// deadline in the past, so one of the two stops this read.
+	if r.x.srv.ctx.Err() != nil {
+		return 0, errShutdown
 	}
 	n, err := r.x.br.Read(p)
 	r.n += n
@@ -233,6 +240,8 @@ func (x *xconn) readError(err error) error {
 	var syn *xml.SyntaxError
 	var ne net.Error
 	switch {
+	case errors.Is(err, errShutdown), errors.As(err, &ne) && ne.Timeout() && x.srv.ctx.Err() != nil:
+		return errShutdown
 	case errors.Is(err, errTooBig):
 		return serr("policy-violation", "stanza larger than %d bytes", x.srv.cfg.MaxStanzaSize)
 	case errors.As(err, &ne) && ne.Timeout():
