@@ -154,6 +154,22 @@ func TestReceiptStoredWithMessage(t *testing.T) {
 	}
 }
 
+// TestOfflineKeepsStanzaID: a message archived and stored offline comes
+// with the stanza-id of the recipient's archive, as a delivered one does.
+func TestOfflineKeepsStanzaID(t *testing.T) {
+	h := newHarness(t, withArchive)
+	a := h.online("alice", "desk")
+	a.send(`<message type='chat' to='bob@example.test'><body>while away</body></message>`)
+	a.send(`<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	a.expect("sync", isIQResult("sync"))
+	b := h.login("bob", "phone")
+	b.send(`<presence/>`)
+	el := b.expect("offline message", isChat("while away"))
+	if sid := el.Child(nsSID, "stanza-id"); sid == nil || sid.Get("by") != "bob@example.test" || sid.Get("id") == "" || el.Child(nsDelay, "delay") == nil {
+		t.Fatalf("offline message without bob's stanza-id or delay: %s", el.Bytes(nsClient))
+	}
+}
+
 func TestCarbons(t *testing.T) {
 	h := newHarness(t, withArchive)
 	desk := h.online("alice", "desk")
@@ -182,8 +198,9 @@ func TestCarbons(t *testing.T) {
 	desk.send(`<message type='chat' to='bob@example.test'><body>hi bob</body></message>`)
 	b.expect("reply", isChat("hi bob"))
 	el = phone.expect("sent carbon", func(e *Element) bool { return e.Child(nsCarbons, "sent") != nil })
-	if fw := el.Child(nsCarbons, "sent").Child(nsForward, "forwarded").Child(nsClient, "message"); fw.ChildText(nsClient, "body") != "hi bob" {
-		t.Fatalf("sent carbon: %s", el.Bytes(nsClient))
+	if fw := el.Child(nsCarbons, "sent").Child(nsForward, "forwarded").Child(nsClient, "message"); fw.ChildText(nsClient, "body") != "hi bob" ||
+		fw.Child(nsSID, "stanza-id") == nil || fw.Child(nsSID, "stanza-id").Get("by") != "alice@example.test" {
+		t.Fatalf("sent carbon (with alice's stanza-id): %s", el.Bytes(nsClient))
 	}
 	// A private message is not copied.
 	desk.send(`<message type='chat' to='bob@example.test'><body>secret</body><private xmlns='urn:xmpp:carbons:2'/></message>`)

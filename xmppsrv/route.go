@@ -107,7 +107,6 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 		srv.recordStates(s.bare, to.Bare(), el)
 		srv.shareFiles(el, s.bare, to.Bare())
 	}
-	delivered := el
 	var (
 		msgs []storage.ArchivedMessage
 		id   string
@@ -128,8 +127,20 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 		if in.Owner != out.Owner {
 			msgs = append(msgs, in)
 		}
-		delivered = withStanzaID(el, id, to.Bare())
 		wire = withStanzaIDWire(data, id, rcpt)
+	}
+	// The message with its stanza-id as an element is needed only for
+	// offline storage, carbons, or when wire could not be spliced: made
+	// when first needed.
+	var withID *Element
+	delivered := func() *Element {
+		if id == "" {
+			return el
+		}
+		if withID == nil {
+			withID = withStanzaID(el, id, to.Bare())
+		}
+		return withID
 	}
 	srv.afterArchive(s, msgs, func(err error) {
 		if err != nil {
@@ -137,12 +148,15 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 			bounce("internal-server-error", "the message could not be stored; send it again")
 			return
 		}
-		got := srv.deliverWire(delivered, wire, to, typ, bounce)
-		sent := el
+		got := srv.deliverWire(el, wire, delivered, to, typ, bounce)
+		sent, received := el, el
 		if id != "" && srv.sentCopiesWanted(s) {
 			sent = withStanzaID(el, id, s.bare)
 		}
-		srv.carbonCopies(s, sent, delivered, to, typ, got)
+		if id != "" && srv.receivedCopiesWanted(to, got) {
+			received = delivered()
+		}
+		srv.carbonCopies(s, sent, received, to, typ, got)
 	})
 }
 
@@ -152,6 +166,17 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 func (srv *Server) sentCopiesWanted(s *Session) bool {
 	for _, r := range srv.router.Resources(s.bare.String()) {
 		if r != s && r.carbons.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// receivedCopiesWanted reports whether receivedCopies would find a
+// resource of to's user to copy to.
+func (srv *Server) receivedCopiesWanted(to jid.JID, got []*Session) bool {
+	for _, r := range srv.router.Resources(to.Bare().String()) {
+		if r.carbons.Load() && r.isAvailable() && !slices.Contains(got, r) {
 			return true
 		}
 	}
@@ -206,15 +231,18 @@ func (srv *Server) receivedCopies(received *Element, to jid.JID, typ string, got
 // delivered and must not be stored.
 // It returns the sessions the message was handed to.
 func (srv *Server) deliverMessage(el *Element, to jid.JID, typ string, bounce func(cond, text string)) []*Session {
-	return srv.deliverWire(el, nil, to, typ, bounce)
+	return srv.deliverWire(el, nil, func() *Element { return el }, to, typ, bounce)
 }
 
-// deliverWire is deliverMessage with el's serialisation at hand (wire,
-// from withStanzaIDWire), or nil to make it when needed.
-func (srv *Server) deliverWire(el *Element, wire []byte, to jid.JID, typ string, bounce func(cond, text string)) []*Session {
+// deliverWire is deliverMessage for a message whose stanza-id is added
+// only where it is sent or stored: full returns the message with it,
+// wire is full's serialisation (from withStanzaIDWire) or nil to make it
+// when needed, and el, the message without it, serves what a stanza-id
+// does not change (chat state only or not, the push notification).
+func (srv *Server) deliverWire(el *Element, wire []byte, full func() *Element, to jid.JID, typ string, bounce func(cond, text string)) []*Session {
 	serialised := func() []byte {
 		if wire == nil {
-			wire = el.Bytes(nsClient)
+			wire = full().Bytes(nsClient)
 		}
 		return wire
 	}
@@ -277,7 +305,7 @@ func (srv *Server) deliverWire(el *Element, wire []byte, to jid.JID, typ string,
 	if len(got) > 0 || typ == "error" {
 		return got
 	}
-	srv.storeOffline(el, to, bounce)
+	srv.storeOffline(full(), to, bounce)
 	return nil
 }
 
