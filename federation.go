@@ -48,7 +48,7 @@ type Federation struct {
 	ConnectTimeout time.Duration
 	IdleTimeout    time.Duration
 	// ReadRate is how many bytes a second one stream from another server
-	// may carry (default 262144, eight times a client's: a stream carries
+	// may carry (default 8 MiB, eight times a client's: a stream carries
 	// many users), ReadBurst how many at once (default 1 MiB). A peer
 	// over its rate is read more slowly and loses nothing, as a client
 	// over Config.ReadRate. A negative ReadRate means no limit.

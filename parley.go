@@ -150,7 +150,7 @@ type Config struct {
 
 	// Limits. See xmppsrv.Config for each default.
 	MaxStanzaSize      int           // bytes, default 262144
-	ReadRate           int           // bytes a second one client connection may send, default 32768; negative: no limit
+	ReadRate           int           // bytes a second one client connection may send, default 1 MiB; negative: no limit
 	ReadBurst          int           // bytes at once over ReadRate, default MaxStanzaSize
 	AuthTimeout        time.Duration // to log in after connecting, default 60s
 	IdleTimeout        time.Duration // silence before a ping, default 120s

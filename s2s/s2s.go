@@ -80,10 +80,10 @@ type Config struct {
 	// policy-violation.
 	MaxStanzaSize int
 	// ReadRate is how many bytes a second one stream from another server
-	// may carry on average (default 262144: a stream carries many users'
-	// traffic), ReadBurst how many at once (default 1 MiB). A peer over
-	// its rate is read more slowly; nothing is lost. A negative ReadRate
-	// means no limit.
+	// may carry on average (default 8 MiB, eight times a client's: a
+	// stream carries many users' traffic), ReadBurst how many at once
+	// (default 1 MiB). A peer over its rate is read more slowly; nothing
+	// is lost. A negative ReadRate means no limit.
 	ReadRate  int
 	ReadBurst int
 	// ConnectTimeout bounds establishing an outbound stream: resolution,
@@ -157,7 +157,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxStanzaSize = 256 << 10
 	}
 	if cfg.ReadRate == 0 {
-		cfg.ReadRate = 256 << 10
+		cfg.ReadRate = 8 << 20
 	}
 	if cfg.ReadBurst <= 0 {
 		cfg.ReadBurst = max(1<<20, cfg.MaxStanzaSize)

@@ -57,11 +57,15 @@ type Config struct {
 	// 262144). A larger one closes the stream with policy-violation.
 	MaxStanzaSize int
 	// ReadRate is how many bytes a second one client connection may send
-	// on average (default 32768), and ReadBurst how many at once (default
+	// on average (default 1 MiB), and ReadBurst how many at once (default
 	// MaxStanzaSize, so a stanza of the largest size always passes at
 	// once). A client over its rate is read more slowly: TCP holds the
 	// rest back and nothing is lost. A negative ReadRate means no limit.
 	// The limit applies to TCP, WebSocket and BOSH connections alike.
+	// The default is far above any person (about 4,000 short messages a
+	// second) and holds one flooding connection to roughly a tenth of a
+	// core; it does not slow load tests that send at the server's full
+	// speed from 50 connections (BENCHMARKS.md).
 	ReadRate  int
 	ReadBurst int
 	// AuthTimeout is how long a connection may take to authenticate and
@@ -120,7 +124,7 @@ func (c *Config) setDefaults() {
 	}
 	defInt(&c.MaxStanzaSize, 256<<10)
 	if c.ReadRate == 0 {
-		c.ReadRate = 32 << 10
+		c.ReadRate = 1 << 20
 	}
 	defInt(&c.ReadBurst, c.MaxStanzaSize)
 	def(&c.AuthTimeout, 60*time.Second)

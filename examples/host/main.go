@@ -118,7 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "loopback `address` for Go profiling endpoints (net/http/pprof), for measuring")
 	fs.BoolVar(&o.allowPrivateLinks, "allow-private-links", false, "let link previews fetch pages on loopback and private addresses (for tests only)")
 	fs.StringVar(&o.publicURL, "public-url", "", "`URL` at which clients reach /parley/ (default: https://<the HTTPS listener>/parley)")
-	fs.IntVar(&o.readRate, "read-rate", 0, "`bytes` a second one XMPP client connection may send before it is read more slowly; 0 means Parley's default (32768), -1 no limit (for load tests)")
+	fs.IntVar(&o.readRate, "read-rate", 0, "`bytes` a second one XMPP client connection may send before it is read more slowly; 0 means Parley's default (1048576), -1 no limit (for load tests)")
 	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 0, "how long a dropped XMPP session waits to be resumed (XEP-0198); 0 means Parley's default, 5m")
 	o.media.flags(fs)
 	o.fed.flags(fs)
