@@ -52,11 +52,11 @@ func (f *fedOptions) listen() (plain, direct net.Listener, err error) {
 	if !f.enabled {
 		return nil, nil, nil
 	}
-	if plain, err = net.Listen("tcp", f.addr); err != nil {
+	if plain, err = listen(f.addr); err != nil {
 		return nil, nil, fmt.Errorf("s2s listener: %w", err)
 	}
 	if f.tls != "" {
-		if direct, err = net.Listen("tcp", f.tls); err != nil {
+		if direct, err = listen(f.tls); err != nil {
 			plain.Close()
 			return nil, nil, fmt.Errorf("s2s direct-TLS listener: %w", err)
 		}

@@ -179,10 +179,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, a := range []string{o.xmppAddr, o.xmppsAddr, o.httpAddr} {
-		ln, err := net.Listen("tcp", a)
+		ln, err := listen(a)
 		if err != nil {
 			closeAll()
-			return fail("cannot listen", "addr", a, "err", err)
+			return fail("cannot listen; is another server using the address? Choose another with -xmpp-addr, -xmpps-addr or -http-addr", "addr", a, "err", err)
 		}
 		lns = append(lns, ln)
 	}
