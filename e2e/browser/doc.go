@@ -2,8 +2,9 @@
 // browser: Debian's Chromium driven by playwright-core, against the
 // example host (examples/host). panel.mjs is the webmail chat panel's
 // scenario, with a slixmpp client (slixpeer.py) as the third party;
-// bosh.mjs runs Strophe.js, a BOSH client (XEP-0206), in Chromium against
-// the host's /parley/http-bind.
+// strophe.mjs runs Strophe.js, a third-party web client library, in
+// Chromium against the host's BOSH (XEP-0206) and WebSocket (RFC 7395)
+// endpoints.
 //
 // The tests carry the build tag browser. Run them with
 //
