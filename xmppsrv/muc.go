@@ -1275,7 +1275,7 @@ func (m *MUC) occupantStanza(s *Session, el *Element, to jid.JID) {
 			sent = el.ShallowCopy()
 			sent.Children = append(slices.Clone(el.Children), Node{El: NewElement(nsMUCUser, "x")})
 		}
-		m.srv.carbonCopies(s, sent, out, room, el.Get("type"), nil)
+		m.srv.carbonCopies(s, el, just(sent), just(out), room, el.Get("type"), nil)
 	case "iq":
 		m.occupantIQ(s, el, to, room)
 	}

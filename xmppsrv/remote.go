@@ -193,7 +193,7 @@ func (srv *Server) remoteMessage(el *Element, from, to jid.JID) {
 			return
 		}
 		got := srv.deliverMessage(delivered, to, typ, bounce)
-		srv.receivedCopies(delivered, to, typ, got)
+		srv.receivedCopies(el, just(delivered), to, typ, got)
 	})
 }
 
@@ -227,7 +227,7 @@ func (srv *Server) remoteOutMessage(s *Session, el *Element, to jid.JID, typ str
 			return
 		}
 		srv.sendRemote(el)
-		srv.carbonCopies(s, sent, el, to, typ, nil)
+		srv.carbonCopies(s, el, just(sent), just(el), to, typ, nil)
 	})
 }
 

@@ -132,16 +132,18 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 	// The message with its stanza-id as an element is needed only for
 	// offline storage, carbons, or when wire could not be spliced: made
 	// when first needed.
-	var withID *Element
-	delivered := func() *Element {
+	delivered := lazy(func() *Element {
 		if id == "" {
 			return el
 		}
-		if withID == nil {
-			withID = withStanzaID(el, id, to.Bare())
+		return withStanzaID(el, id, to.Bare())
+	})
+	sent := lazy(func() *Element {
+		if id == "" {
+			return el
 		}
-		return withID
-	}
+		return withStanzaID(el, id, s.bare)
+	})
 	srv.afterArchive(s, msgs, func(err error) {
 		if err != nil {
 			srv.log.Error("archiving a message", "from", s.bare.String(), "to", to.String(), "err", err)
@@ -149,48 +151,32 @@ func (srv *Server) handleMessage(s *Session, el *Element, to jid.JID) {
 			return
 		}
 		got := srv.deliverWire(el, wire, delivered, to, typ, bounce)
-		sent, received := el, el
-		if id != "" && srv.sentCopiesWanted(s) {
-			sent = withStanzaID(el, id, s.bare)
-		}
-		if id != "" && srv.receivedCopiesWanted(to, got) {
-			received = delivered()
-		}
-		srv.carbonCopies(s, sent, received, to, typ, got)
+		srv.carbonCopies(s, el, sent, delivered, to, typ, got)
 	})
 }
 
-// sentCopiesWanted reports whether another resource of s's user has
-// carbons on, so that the sender's copy with its stanza-id is worth
-// making (most senders have none).
-func (srv *Server) sentCopiesWanted(s *Session) bool {
-	for _, r := range srv.router.Resources(s.bare.String()) {
-		if r != s && r.carbons.Load() {
-			return true
+// lazy returns build's element, made when first asked for (most messages
+// need no carbon copy, and so no copy with the stanza-id as an element).
+func lazy(build func() *Element) func() *Element {
+	var el *Element
+	return func() *Element {
+		if el == nil {
+			el = build()
 		}
+		return el
 	}
-	return false
 }
 
-// receivedCopiesWanted reports whether receivedCopies would find a
-// resource of to's user to copy to.
-func (srv *Server) receivedCopiesWanted(to jid.JID, got []*Session) bool {
-	for _, r := range srv.router.Resources(to.Bare().String()) {
-		if r.carbons.Load() && r.isAvailable() && !slices.Contains(got, r) {
-			return true
-		}
-	}
-	return false
-}
+// just returns el as a lazy element.
+func just(el *Element) func() *Element { return func() *Element { return el } }
 
 // carbonCopies sends XEP-0280 copies: the message the user sent to the
 // user's other resources, and the message the contact received to the
-// contact's resources that did not get it directly.
-func (srv *Server) carbonCopies(s *Session, sent, received *Element, to jid.JID, typ string, got []*Session) {
-	if !(typ == "chat" || ((typ == "" || typ == "normal") && sent.Child(nsClient, "body") != nil)) {
-		return
-	}
-	if sent.Child(nsCarbons, "private") != nil || sent.Child(nsHints, "no-copy") != nil {
+// contact's resources that did not get it directly. el is the message as
+// the user sent it, which decides whether copies are made; sent and
+// received give the copies' content, made only when a copy goes out.
+func (srv *Server) carbonCopies(s *Session, el *Element, sent, received func() *Element, to jid.JID, typ string, got []*Session) {
+	if !carbonCopied(el, typ) {
 		return
 	}
 	wrap := func(kind string, owner jid.JID, m *Element, r *Session) []byte {
@@ -199,28 +185,34 @@ func (srv *Server) carbonCopies(s *Session, sent, received *Element, to jid.JID,
 	}
 	for _, r := range srv.router.Resources(s.bare.String()) {
 		if r != s && r.carbons.Load() && r.isAvailable() && !slices.Contains(got, r) {
-			r.send(wrap("sent", s.bare, sent, r))
+			r.send(wrap("sent", s.bare, sent(), r))
 		}
 	}
 	if to.Bare() == s.bare || !srv.Local(to.Domain()) {
 		return
 	}
-	srv.receivedCopies(received, to, typ, got)
+	srv.receivedCopies(el, received, to, typ, got)
 }
 
-// receivedCopies sends XEP-0280 "received" copies of a message to the
-// recipient's resources that did not get it directly.
-func (srv *Server) receivedCopies(received *Element, to jid.JID, typ string, got []*Session) {
-	if !(typ == "chat" || ((typ == "" || typ == "normal") && received.Child(nsClient, "body") != nil)) {
-		return
+// carbonCopied reports whether XEP-0280 copies el: a chat message, or a
+// normal one with a body, without the private or no-copy hint.
+func carbonCopied(el *Element, typ string) bool {
+	if !(typ == "chat" || ((typ == "" || typ == "normal") && el.Child(nsClient, "body") != nil)) {
+		return false
 	}
-	if received.Child(nsCarbons, "private") != nil || received.Child(nsHints, "no-copy") != nil {
+	return el.Child(nsCarbons, "private") == nil && el.Child(nsHints, "no-copy") == nil
+}
+
+// receivedCopies sends XEP-0280 "received" copies of el, as received
+// gives it, to the recipient's resources that did not get it directly.
+func (srv *Server) receivedCopies(el *Element, received func() *Element, to jid.JID, typ string, got []*Session) {
+	if !carbonCopied(el, typ) {
 		return
 	}
 	for _, r := range srv.router.Resources(to.Bare().String()) {
 		if r.carbons.Load() && r.isAvailable() && !slices.Contains(got, r) {
 			r.send(NewElement(nsClient, "message", "from", to.Bare().String(), "to", r.full.String(), "type", typ).Add(
-				NewElement(nsCarbons, "received").Add(NewElement(nsForward, "forwarded").Add(received))).Bytes(nsClient))
+				NewElement(nsCarbons, "received").Add(NewElement(nsForward, "forwarded").Add(received()))).Bytes(nsClient))
 		}
 	}
 }
