@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -110,7 +109,7 @@ func (s *Server) serveConn(c net.Conn, direct bool) {
 // before the stream closes.
 func (in *inStream) sendAck() {
 	if in.sm {
-		in.x.write([]byte(`<a xmlns="` + nsSM + `" h="` + strconv.FormatUint(uint64(in.handled), 10) + `"/>`))
+		in.x.write(smAck(in.handled))
 	}
 }
 

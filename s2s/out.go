@@ -238,7 +238,7 @@ func (r *outRoute) pump(x *xconn) bool {
 					return
 				}
 			case "r":
-				x.write([]byte(`<a xmlns="` + nsSM + `" h="0"/>`)) // nothing comes in on this stream
+				x.write(smAck(0)) // nothing comes in on this stream
 			}
 		}
 	}()
@@ -272,7 +272,7 @@ func (r *outRoute) pump(x *xconn) bool {
 			idle.Reset(r.s.cfg.IdleTimeout)
 			asked = false
 			if x.sm {
-				x.write([]byte(`<r xmlns="` + nsSM + `"/>`))
+				x.write(smRequest)
 			}
 		}
 		if stopping {
@@ -293,7 +293,7 @@ func (r *outRoute) pump(x *xconn) bool {
 			if len(r.unacked) > 0 && !asked {
 				r.mu.Unlock()
 				asked = true
-				x.write([]byte(`<r xmlns="` + nsSM + `"/>`))
+				x.write(smRequest)
 				idle.Reset(r.s.cfg.IdleTimeout)
 				continue
 			}

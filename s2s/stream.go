@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,9 @@ var (
 	errTooBig  = errors.New("s2s: stanza too large")
 	errClosed  = errors.New("s2s: peer closed the stream")
 	errRestart = errors.New("s2s: stream restart")
+	// smRequest asks the peer for an acknowledgement (XEP-0198).
+	smRequest = []byte(`<r xmlns="` + nsSM + `"/>`)
+
 	// errShutdown stops a read when the server shuts down.
 	errShutdown = errors.New("s2s: server shutting down")
 )
@@ -158,6 +162,11 @@ func (x *xconn) write(b []byte) error {
 	x.c.SetWriteDeadline(time.Now().Add(x.srv.cfg.WriteTimeout))
 	_, err := x.c.Write(b)
 	return err
+}
+
+// smAck acknowledges h stanzas handled (XEP-0198).
+func smAck(h uint32) []byte {
+	return []byte(`<a xmlns="` + nsSM + `" h="` + strconv.FormatUint(uint64(h), 10) + `"/>`)
 }
 
 // fail sends a stream error and closes the connection.
